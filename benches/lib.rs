@@ -1,0 +1,1 @@
+//! Criterion benchmarks for Midge live under `benches/`; this library is empty.

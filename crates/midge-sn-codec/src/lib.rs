@@ -1,0 +1,3 @@
+//! MQTT-SN 1.2 wire codec (work in progress).
+#![cfg_attr(not(feature = "std"), no_std)]
+#![forbid(unsafe_code)]
