@@ -7,6 +7,9 @@
 //!   newtypes [`TopicName`] and [`TopicFilter`];
 //! - matches one filter against one name ([`matches`], [`matches_str`]), including
 //!   the `$` rule [MQTT-4.7.2-1];
+//! - keeps the broker's subscriptions in a [`SubscriptionIndex`], a trie that
+//!   reports every matching (subscriber, value, filter) for a topic without
+//!   allocating per level, and frees branches when their last subscriber leaves;
 //! - parses shared-subscription filters `$share/{group}/{filter}` ([`SharedFilter`],
 //!   [`SubscriptionFilter`]).
 //!
@@ -22,12 +25,17 @@
 extern crate alloc;
 
 mod error;
+mod index;
 mod matching;
 mod names;
 mod shared;
 mod validate;
 
+#[doc(hidden)]
+pub mod naive;
+
 pub use error::{SharedFilterProblem, TopicError};
+pub use index::{SubscriptionIndex, INLINE_BRANCHES};
 pub use matching::{matches, matches_str};
 pub use names::{Levels, TopicFilter, TopicName};
 pub use shared::{SharedFilter, SubscriptionFilter, SHARE_PREFIX};
