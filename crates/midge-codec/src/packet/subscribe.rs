@@ -1,0 +1,94 @@
+//! SUBSCRIBE (client to server): topic filters with their requested QoS.
+
+use alloc::vec::Vec;
+
+use bytes::BufMut;
+
+use crate::error::{DecodeError, Field};
+use crate::header::{FirstByte, PacketType};
+use crate::packet::Body;
+use crate::topic::check_topic_filter;
+use crate::types::{MqttString, PacketId, QoS};
+use crate::wire::{field_len, put_field, Reader};
+
+/// One topic filter of a SUBSCRIBE and the maximum QoS asked for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscribeFilter {
+    /// The topic filter; wildcards allowed.
+    pub filter: MqttString,
+    /// Requested (maximum) QoS.
+    pub qos: QoS,
+}
+
+impl SubscribeFilter {
+    /// A filter with its requested QoS.
+    pub const fn new(filter: MqttString, qos: QoS) -> Self {
+        Self { filter, qos }
+    }
+}
+
+/// SUBSCRIBE: a packet identifier and at least one filter [MQTT-3.8.3-3].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscribe {
+    /// Packet identifier, echoed by SUBACK.
+    pub packet_id: PacketId,
+    /// The filters, in order; SUBACK answers in the same order.
+    pub filters: Vec<SubscribeFilter>,
+}
+
+impl Subscribe {
+    /// A SUBSCRIBE.
+    pub fn new(packet_id: PacketId, filters: Vec<SubscribeFilter>) -> Self {
+        Self { packet_id, filters }
+    }
+
+    pub(crate) fn decode(_first: FirstByte, mut r: Reader<'_>) -> Result<Self, DecodeError> {
+        let packet_id = r.packet_id()?;
+        let mut filters = Vec::new();
+        while !r.is_empty() {
+            let (filter, s) = r.string_with_str(Field::TopicFilter)?; // [MQTT-3.8.3-1]
+            check_topic_filter(s)?;
+            let raw = r.u8(Field::RequestedQoS)?;
+            // [MQTT-3.8.3-4]: the upper six bits are reserved and QoS 3 does not exist.
+            let qos = QoS::from_u8(raw).ok_or(DecodeError::InvalidRequestedQoS(raw))?;
+            filters.push(SubscribeFilter { filter, qos });
+        }
+        if filters.is_empty() {
+            return Err(DecodeError::EmptySubscribe); // [MQTT-3.8.3-3]
+        }
+        Ok(Self { packet_id, filters })
+    }
+}
+
+impl Body for Subscribe {
+    const PACKET_TYPE: PacketType = PacketType::Subscribe;
+
+    fn first_byte(&self) -> u8 {
+        0x82 // [MQTT-3.8.1-1]
+    }
+
+    fn remaining_len(&self) -> usize {
+        2 + self
+            .filters
+            .iter()
+            .map(|f| field_len(f.filter.len()) + 1)
+            .sum::<usize>()
+    }
+
+    fn validate(&self) -> Result<(), DecodeError> {
+        if self.filters.is_empty() {
+            return Err(DecodeError::EmptySubscribe);
+        }
+        self.filters
+            .iter()
+            .try_for_each(|f| check_topic_filter(f.filter.as_str()))
+    }
+
+    fn encode_body(&self, buf: &mut impl BufMut) {
+        buf.put_u16(self.packet_id.get());
+        for f in &self.filters {
+            put_field(buf, f.filter.as_bytes());
+            buf.put_u8(f.qos.as_u8());
+        }
+    }
+}
