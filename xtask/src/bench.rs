@@ -86,7 +86,8 @@ fn read_json(path: &Path) -> Result<Value> {
     serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
-/// Extracts (group, function, median ns) from criterion's two JSON files.
+/// Extracts (case, function, median ns) from criterion's two JSON files; the case
+/// is the group id, plus the parameter when there is one.
 pub(crate) fn parse_result(benchmark: &Value, estimates: &Value) -> Result<(String, String, f64)> {
     let group = benchmark
         .get("group_id")
@@ -97,12 +98,17 @@ pub(crate) fn parse_result(benchmark: &Value, estimates: &Value) -> Result<(Stri
         .get("function_id")
         .and_then(Value::as_str)
         .unwrap_or(OURS);
+    // A parameterised benchmark (`BenchmarkId::new("midge", 64)`) is its own case.
+    let case = match benchmark.get("value_str").and_then(Value::as_str) {
+        Some(value) => format!("{group}/{value}"),
+        None => group.to_owned(),
+    };
     let median = estimates
         .get("median")
         .and_then(|m| m.get("point_estimate"))
         .and_then(Value::as_f64)
         .context("no median.point_estimate")?;
-    Ok((group.to_owned(), function.to_owned(), median))
+    Ok((case, function.to_owned(), median))
 }
 
 /// Human-readable duration from nanoseconds.
@@ -166,6 +172,19 @@ mod tests {
         assert_eq!(group, "decode_publish_qos1_64b");
         assert_eq!(function, "mqttbytes");
         assert!((median - 120.5).abs() < f64::EPSILON);
+    }
+
+    #[test]
+    fn parameterised_benchmarks_are_separate_cases() {
+        let benchmark = serde_json::json!({
+            "group_id": "decode_publish",
+            "function_id": "midge",
+            "value_str": "1024",
+        });
+        let estimates = serde_json::json!({ "median": { "point_estimate": 9.0 } });
+        let (case, function, _) = parse_result(&benchmark, &estimates).unwrap();
+        assert_eq!(case, "decode_publish/1024");
+        assert_eq!(function, "midge");
     }
 
     #[test]
