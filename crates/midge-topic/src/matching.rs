@@ -41,20 +41,47 @@ pub fn matches_str(filter: &str, name: &str) -> bool {
     if name.starts_with('$') && filter.starts_with(['+', '#']) {
         return false;
     }
-    let mut filter_levels = filter.split('/');
-    let mut name_levels = name.split('/');
+    // Walk both byte strings a level at a time. `/`, `+` and `#` are ASCII and never
+    // occur inside a multi-byte UTF-8 sequence, so byte positions are exact.
+    let (f, n) = (filter.as_bytes(), name.as_bytes());
+    let (mut fi, mut ni) = (0usize, 0usize);
     loop {
-        match (filter_levels.next(), name_levels.next()) {
-            // `#` covers the parent level (name exhausted) and every level below.
-            (Some("#"), _) => return true,
-            (Some("+"), Some(_)) => {}
-            (Some(f), Some(n)) => {
-                if f != n {
-                    return false;
-                }
+        // Here `fi` and `ni` are at the start of a level.
+        let next = f.get(fi + 1);
+        match f.get(fi) {
+            // `#` covers this level, any below, and none at all [MQTT-4.7.1-2].
+            Some(b'#') if matches!(next, None | Some(b'/')) => return true,
+            // `+` takes exactly one name level, possibly empty [MQTT-4.7.1-3].
+            Some(b'+') if matches!(next, None | Some(b'/')) => {
+                fi += 1;
+                ni = n
+                    .get(ni..)
+                    .and_then(|rest| rest.iter().position(|&b| b == b'/'))
+                    .map_or(n.len(), |p| ni + p);
             }
+            // A literal level must equal the name level byte for byte [MQTT-4.7.3-4].
+            _ => loop {
+                match (f.get(fi), n.get(ni)) {
+                    (None | Some(b'/'), None | Some(b'/')) => break,
+                    (Some(a), Some(b)) if a == b => {
+                        fi += 1;
+                        ni += 1;
+                    }
+                    _ => return false,
+                }
+            },
+        }
+        // Both at the end of a level.
+        match (f.get(fi), n.get(ni)) {
             (None, None) => return true,
-            (Some(_), None) | (None, Some(_)) => return false,
+            (Some(_), Some(_)) => {
+                // Both are `/`: step into the next level.
+                fi += 1;
+                ni += 1;
+            }
+            // The name ended: only a final `/#` still matches (the parent level).
+            (Some(_), None) => return f.get(fi + 1..) == Some(b"#".as_slice()),
+            (None, Some(_)) => return false,
         }
     }
 }

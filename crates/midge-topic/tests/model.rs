@@ -147,7 +147,7 @@ proptest! {
     }
 
     #[test]
-    fn validation_agrees_with_naive_on_arbitrary_strings(s in "[a/+#\u{0}é$ ]{0,12}") {
+    fn validation_agrees_with_naive_on_arbitrary_strings(s in "[a/+#\u{0}é$ ]{0,24}") {
         prop_assert_eq!(validate_topic_name(&s).is_ok(), naive::name_is_valid(&s));
         prop_assert_eq!(validate_topic_filter(&s).is_ok(), naive::filter_is_valid(&s));
         // Matching never panics, whatever the strings.
