@@ -1,5 +1,11 @@
 //! Golden byte vectors: every packet type, decoded and encoded, from the spec's
 //! examples (marked) and from frames computed by hand.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod common;
 
