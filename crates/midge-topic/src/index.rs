@@ -1,7 +1,7 @@
 //! The subscription index: filters → subscribers, matched against topic names.
 //!
 //! A trie with one node per filter level. Each node keeps its literal children in a
-//! map keyed by level text, and its `+` child apart from them, so a lookup walks
+//! map keyed by level text (a vector while small, a B-tree once large), and its `+` child apart from them, so a lookup walks
 //! straight down the name: at each node it follows the literal child for the next
 //! name level (one map lookup) and the `+` child, and reports the `#` subscriptions
 //! hanging off the node. Subscriptions whose filter ends at a node live in that node.
@@ -12,10 +12,10 @@
 //! safe as `a/b`.
 
 use alloc::boxed::Box;
-use alloc::collections::btree_map::{BTreeMap, Entry};
 use alloc::vec::Vec;
 use core::fmt;
 
+use crate::small_map::SmallMap;
 use crate::TopicFilter;
 
 /// Pending branches a lookup keeps on the call stack before it spills to the heap.
@@ -25,26 +25,27 @@ pub const INLINE_BRANCHES: usize = 16;
 /// per subscriber.
 struct Leaf<K, V> {
     filter: TopicFilter,
-    subs: BTreeMap<K, V>,
+    subs: SmallMap<K, V>,
 }
 
 /// One level of the trie.
 struct Node<K, V> {
     /// Children for literal levels (including the empty level `""`).
-    literal: BTreeMap<Box<str>, Self>,
+    literal: SmallMap<Box<str>, Self>,
     /// Child for a `+` level.
     plus: Option<Box<Self>>,
-    /// Subscriptions whose filter ends at this node.
-    exact: Option<Leaf<K, V>>,
+    /// Subscriptions whose filter ends at this node (boxed: most nodes have none,
+    /// and a small node keeps the literal maps small).
+    exact: Option<Box<Leaf<K, V>>>,
     /// Subscriptions whose filter is this node's path followed by `/#` (or `#` alone
     /// at the root).
-    hash: Option<Leaf<K, V>>,
+    hash: Option<Box<Leaf<K, V>>>,
 }
 
 impl<K, V> Node<K, V> {
     const fn new() -> Self {
         Self {
-            literal: BTreeMap::new(),
+            literal: SmallMap::new(),
             plus: None,
             exact: None,
             hash: None,
@@ -87,7 +88,10 @@ impl<K, V> Node<K, V> {
     }
 
     fn leaves(&self) -> impl Iterator<Item = &Leaf<K, V>> {
-        self.exact.iter().chain(self.hash.iter())
+        self.exact
+            .as_deref()
+            .into_iter()
+            .chain(self.hash.as_deref())
     }
 }
 
@@ -248,7 +252,7 @@ impl<K, V> SubscriptionIndex<K, V> {
         mut f: impl FnMut(&'a K, &'a V, &'a TopicFilter),
     ) {
         let mut emit = |leaf: &'a Leaf<K, V>| {
-            for (key, value) in &leaf.subs {
+            for (key, value) in leaf.subs.iter() {
                 f(key, value, &leaf.filter);
             }
         };
@@ -320,7 +324,7 @@ impl<K, V> SubscriptionIndex<K, V> {
         pending.push(&self.root);
         while let Some(node) = pending.pop() {
             for leaf in node.leaves() {
-                for (key, value) in &leaf.subs {
+                for (key, value) in leaf.subs.iter() {
                     f(key, value, &leaf.filter);
                 }
             }
@@ -362,13 +366,14 @@ impl<K: Ord, V> SubscriptionIndex<K, V> {
                     created += 1;
                     Box::new(Node::new())
                 }),
-                _ => match node.literal.entry(Box::from(level)) {
-                    Entry::Occupied(e) => e.into_mut(),
-                    Entry::Vacant(e) => {
+                _ => {
+                    if !node.literal.contains_key(level) {
+                        node.literal.insert(Box::from(level), Node::new());
                         created += 1;
-                        e.insert(Node::new())
                     }
-                },
+                    // Always `Some`: the child was found or inserted just above.
+                    node.literal.get_mut(level)?
+                }
             };
         }
         let slot = if hash {
@@ -376,9 +381,11 @@ impl<K: Ord, V> SubscriptionIndex<K, V> {
         } else {
             &mut node.exact
         };
-        let leaf = slot.get_or_insert_with(|| Leaf {
-            filter: filter.clone(),
-            subs: BTreeMap::new(),
+        let leaf = slot.get_or_insert_with(|| {
+            Box::new(Leaf {
+                filter: filter.clone(),
+                subs: SmallMap::new(),
+            })
         });
         let old = leaf.subs.insert(key, value);
         self.nodes = self.nodes.saturating_add(created);
@@ -393,7 +400,7 @@ impl<K: Ord, V> SubscriptionIndex<K, V> {
     pub fn get(&self, filter: &TopicFilter, key: &K) -> Option<&V> {
         let (node, hash) = self.find(filter)?;
         let leaf = if hash { &node.hash } else { &node.exact };
-        leaf.as_ref()?.subs.get(key)
+        leaf.as_deref()?.subs.get(key)
     }
 
     /// True when `key` is subscribed to exactly `filter`.

@@ -51,6 +51,7 @@ mod index;
 mod matching;
 mod names;
 mod shared;
+mod small_map;
 mod validate;
 
 #[doc(hidden)]
