@@ -303,3 +303,28 @@ fn many_pending_branches_spill_past_the_inline_stack() {
     assert_eq!(index.matches(&topic).len(), depth + 1);
     assert!(midge_topic::INLINE_BRANCHES < depth);
 }
+
+#[test]
+fn wide_levels_and_crowded_filters_grow_and_shrink_cleanly() {
+    // Twenty children under one node and twenty subscribers on one filter: both
+    // maps pass from their vector form to their tree form and back.
+    let mut index = SubscriptionIndex::new();
+    for i in 0..20u32 {
+        index.insert(&f(&format!("wide/{i}")), i, i);
+        index.insert(&f("crowded/+"), i, i);
+    }
+    assert_eq!(index.node_count(), 1 + 1 + 20 + 1 + 1);
+    for i in 0..20u32 {
+        assert_eq!(
+            sorted_filters(&index, &format!("wide/{i}")),
+            vec![(i, format!("wide/{i}"))]
+        );
+        assert_eq!(index.matches("crowded/x").len(), 20 - i as usize);
+        assert_eq!(index.remove(&f(&format!("wide/{i}")), &i), Some(i));
+        assert_eq!(index.remove(&f("crowded/+"), &i), Some(i));
+        assert_eq!(index.remove(&f("crowded/+"), &i), None);
+        assert!(!index.has_match(&format!("wide/{i}")));
+    }
+    assert!(index.is_empty());
+    assert_eq!(index.node_count(), 1);
+}
