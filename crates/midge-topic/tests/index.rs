@@ -328,3 +328,11 @@ fn wide_levels_and_crowded_filters_grow_and_shrink_cleanly() {
     assert!(index.is_empty());
     assert_eq!(index.node_count(), 1);
 }
+
+#[test]
+fn index_can_be_shared_across_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<SubscriptionIndex<String, u8>>();
+    assert_send_sync::<TopicFilter>();
+    assert_send_sync::<midge_topic::TopicName>();
+}
