@@ -180,15 +180,16 @@ pub(crate) fn put(
             available: buf.remaining_mut(),
         });
     }
+    // One `put_slice` for the whole header: cheaper than one call per octet
+    // on buffers whose `put_u8` checks and advances each time.
     match (u8::try_from(total), u16::try_from(total)) {
-        (Ok(short), _) if total <= SHORT_FORM_MAX => buf.put_u8(short),
+        (Ok(short), _) if total <= SHORT_FORM_MAX => buf.put_slice(&[short, msg_type.to_u8()]),
         (_, Ok(long)) => {
-            buf.put_u8(LONG_FORM_MARKER);
-            buf.put_u16(long);
+            let [hi, lo] = long.to_be_bytes();
+            buf.put_slice(&[LONG_FORM_MARKER, hi, lo, msg_type.to_u8()]);
         }
         _ => return Err(Error::TooLong { len: total }),
     }
-    buf.put_u8(msg_type.to_u8());
     Ok(())
 }
 

@@ -68,7 +68,7 @@ mod msg;
 mod return_code;
 mod topic;
 
-use bytes::{BufMut, Bytes};
+use bytes::{Buf, BufMut, Bytes};
 
 pub use error::Error;
 pub use flags::{Flags, PublishQoS, QoS, TopicIdType};
@@ -157,7 +157,7 @@ macro_rules! messages {
                 let mut body = datagram;
                 // In range: `Header::peek` guarantees header_len <= length,
                 // which equals the datagram's size here.
-                let body = body.split_off(header.header_len);
+                body.advance(header.header_len);
                 match header.msg_type {
                     $(MsgType::$variant => $variant::decode(body).map(Self::$variant),)*
                     MsgType::Encapsulated => Err(Error::NestedEncapsulation),

@@ -55,9 +55,8 @@ impl Body for Connect {
         let flags = Flags::EMPTY
             .with_will(self.will)
             .with_clean_session(self.clean_session);
-        buf.put_u8(flags.0);
-        buf.put_u8(PROTOCOL_ID);
-        buf.put_u16(self.duration);
+        let [d0, d1] = self.duration.to_be_bytes();
+        buf.put_slice(&[flags.0, PROTOCOL_ID, d0, d1]);
         buf.put_slice(self.client_id.as_bytes());
     }
 }

@@ -69,9 +69,9 @@ impl Body for Publish {
         5 + self.data.len()
     }
     fn put_body(&self, buf: &mut impl BufMut) {
-        buf.put_u8(self.flags().0);
-        buf.put_slice(&self.topic.to_bytes());
-        buf.put_u16(self.msg_id);
+        let [t0, t1] = self.topic.to_bytes();
+        let [m0, m1] = self.msg_id.to_be_bytes();
+        buf.put_slice(&[self.flags().0, t0, t1, m0, m1]);
         buf.put_slice(&self.data);
     }
     fn check(&self) -> Result<(), Error> {

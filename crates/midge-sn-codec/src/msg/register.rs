@@ -44,8 +44,9 @@ impl Body for Register {
         4 + self.topic_name.len()
     }
     fn put_body(&self, buf: &mut impl BufMut) {
-        buf.put_u16(self.topic_id.0);
-        buf.put_u16(self.msg_id);
+        let [t0, t1] = self.topic_id.0.to_be_bytes();
+        let [m0, m1] = self.msg_id.to_be_bytes();
+        buf.put_slice(&[t0, t1, m0, m1]);
         buf.put_slice(self.topic_name.as_bytes());
     }
     fn check(&self) -> Result<(), Error> {
