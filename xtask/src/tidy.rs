@@ -19,6 +19,7 @@ const SANS_IO_CRATES: &[&str] = &[
     "midge-codec",
     "midge-sn-codec",
     "midge-topic",
+    "midge-time",
     "midge-store",
     "midge-session",
     "midge-broker",
