@@ -202,7 +202,7 @@ impl Case {
     }
 
     /// One input per iteration: a small case is batched by the many, the
-    /// mixed stream (hundreds of KiB) by the few.
+    /// mixed stream (about a megabyte) by the few.
     fn batch_size(&self) -> BatchSize {
         if self.packets.len() > 1 {
             BatchSize::LargeInput
