@@ -1,0 +1,117 @@
+//! [`ServerConfig`]: every limit the per-connection machine enforces, with its
+//! behaviour at the limit.
+
+use alloc::string::String;
+
+use midge_time::Duration;
+
+/// What [`ServerSession::deliver`](crate::ServerSession::deliver) does with a
+/// QoS 1 or 2 message when the session's queue is full. QoS 0 messages are
+/// always dropped at a full queue, whatever the policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum OverflowPolicy {
+    /// Refuse the new message: `deliver` answers
+    /// [`DeliverOutcome::Dropped`](crate::DeliverOutcome::Dropped) and the
+    /// router may apply back-pressure. Counted in
+    /// [`Stats::dropped_queue_full`](crate::Stats::dropped_queue_full).
+    #[default]
+    DropNewest,
+    /// Evict the oldest queued messages until the new one fits; `deliver`
+    /// answers `Queued`. Each eviction is counted in
+    /// [`Stats::dropped_oldest`](crate::Stats::dropped_oldest).
+    DropOldest,
+}
+
+/// The configuration of one [`ServerSession`](crate::ServerSession).
+///
+/// Every table the machine keeps has a limit here, and every limit has a
+/// defined, observable behaviour (a close with a named [`ProtocolError`], a
+/// refusal code, or a counted drop), so that hostile input cannot make a
+/// session grow without bound.
+///
+/// [`ProtocolError`]: crate::ProtocolError
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Largest whole packet accepted from the client, fixed header included.
+    /// A larger packet closes the connection
+    /// ([`DecodeError::PacketTooLarge`](midge_codec::DecodeError::PacketTooLarge)).
+    /// While a CONNECT awaits the router's decision, at most this many
+    /// unprocessed bytes are buffered; more closes the connection
+    /// ([`ProtocolError::TooMuchInputBeforeConnAck`](crate::ProtocolError::TooMuchInputBeforeConnAck)).
+    /// Default 1 MiB.
+    pub max_packet_size: usize,
+    /// Outbound QoS 1 and 2 messages that may await the client's
+    /// acknowledgement at once; more wait in the queue. Clamped to 1..=65535.
+    /// Default 32.
+    pub max_inflight: usize,
+    /// Messages waiting for the inflight window (or for CONNACK). At the
+    /// limit, `overflow_policy` applies. Default 1000.
+    pub max_queued_messages: usize,
+    /// Topic and payload bytes of the queued messages. At the limit,
+    /// `overflow_policy` applies. Default 16 MiB.
+    pub max_queued_bytes: usize,
+    /// What happens to a QoS 1/2 message at a full queue. Default
+    /// [`OverflowPolicy::DropNewest`].
+    pub overflow_policy: OverflowPolicy,
+    /// Subscriptions one client may hold; a SUBSCRIBE filter beyond it is
+    /// answered with the failure code 0x80 without reaching the router.
+    /// Default 1000.
+    pub max_subscriptions_per_client: usize,
+    /// Longest client identifier accepted, in bytes; a longer one is refused
+    /// with CONNACK 0x02 [MQTT-3.1.3-9]. Default 65535 (any id the wire can
+    /// carry).
+    pub max_client_id_len: usize,
+    /// How long to wait for CONNECT after the transport opened; then the
+    /// session closes with [`CloseReason::ConnectTimeout`](crate::CloseReason::ConnectTimeout).
+    /// Default 10 s.
+    pub connect_timeout: Duration,
+    /// The keep-alive grace, in percent of the client's keep alive: a client
+    /// silent for this long is dropped. The specification asks for one and a
+    /// half times [MQTT-3.1.2-24], so the default is 150; values below 100 are
+    /// treated as 100.
+    pub keep_alive_percent: u16,
+    /// Whether a zero-length client id is accepted (with clean session 1) and
+    /// replaced by a generated one [MQTT-3.1.3-6]. When false it is refused
+    /// with CONNACK 0x02 [MQTT-3.1.3-9]. Default true.
+    pub allow_zero_length_client_id: bool,
+    /// The prefix of generated client ids; the rest is the session's
+    /// `id_seed` in 16 hex digits. Default `"midge-"`.
+    pub client_id_prefix: String,
+    /// When true, an inbound QoS 1/2 PUBLISH is handed up with an
+    /// [`AckToken`](crate::AckToken) and its PUBACK/PUBREC leaves only when
+    /// the router calls [`ServerSession::ack`](crate::ServerSession::ack)
+    /// (for example after persisting it). Acknowledgements still leave in the
+    /// order their PUBLISH packets arrived. Default false.
+    pub ack_after_route: bool,
+    /// Inbound QoS 1/2 publications awaiting [`ServerSession::ack`](crate::ServerSession::ack)
+    /// when `ack_after_route` is on; one more closes the connection
+    /// ([`ProtocolError::TooManyUnacknowledged`](crate::ProtocolError::TooManyUnacknowledged)).
+    /// Default 64.
+    pub max_inbound_unacked: usize,
+    /// Inbound QoS 2 packet ids awaiting the client's PUBREL; one more closes
+    /// the connection ([`ProtocolError::TooManyInboundQos2`](crate::ProtocolError::TooManyInboundQos2)).
+    /// Default 64.
+    pub max_inbound_qos2: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            max_packet_size: 1024 * 1024,
+            max_inflight: 32,
+            max_queued_messages: 1000,
+            max_queued_bytes: 16 * 1024 * 1024,
+            overflow_policy: OverflowPolicy::DropNewest,
+            max_subscriptions_per_client: 1000,
+            max_client_id_len: 0xFFFF,
+            connect_timeout: Duration::from_secs(10),
+            keep_alive_percent: 150,
+            allow_zero_length_client_id: true,
+            client_id_prefix: String::from("midge-"),
+            ack_after_route: false,
+            max_inbound_unacked: 64,
+            max_inbound_qos2: 64,
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! The broker's protocol core for MQTT 3.1.1 (and 3.1): [`ServerSession`],
+//! the machine for one client connection.
+//!
+//! A `ServerSession` is deterministic and does no I/O: it never touches a
+//! socket, spawns, sleeps, or reads a clock or OS randomness. Bytes come in as
+//! slices, time comes in as a [`midge_time::Instant`] on every call that can
+//! change state, and what must go out is handed back as data. The same
+//! session therefore runs under an async runtime, a test with a virtual
+//! clock, or a fuzzer.
+//!
+//! What it does: decodes the client's bytes with `midge-codec` and applies
+//! the connection's rules — first packet CONNECT [MQTT-3.1.0-1], no second
+//! CONNECT [MQTT-3.1.0-2], CONNACK 0x01 for an unsupported protocol level
+//! [MQTT-3.1.2-2], client id rules [MQTT-3.1.3-6] [MQTT-3.1.3-8]
+//! [MQTT-3.1.3-9], keep alive at one and a half times [MQTT-3.1.2-24],
+//! CONNACK's session-present flag, the QoS 1 and 2 handshakes in both
+//! directions, the outbound inflight window and queue, PINGRESP, and
+//! DISCONNECT discarding the will [MQTT-3.14.4-3]. Every table has a limit in
+//! [`ServerConfig`] with a defined behaviour at it.
+//!
+//! What it deliberately does not do: route. Sessions registry, subscription
+//! matching, retained messages, authentication and publishing wills belong to
+//! the `Router`, a separate component (to come) that talks to sessions only
+//! through typed values, never shared state:
+//!
+//! - up, the session emits [`Event`]s: [`Event::ConnectRequest`],
+//!   [`Event::Publish`], [`Event::Subscribe`], [`Event::Unsubscribe`],
+//!   [`Event::Closed`] (which says whether the will is due);
+//! - down, the router answers with decisions: [`ServerSession::accept`] (with
+//!   session present and the [`ResumeState`] of a persistent session) or
+//!   [`ServerSession::refuse`], [`ServerSession::suback`],
+//!   [`ServerSession::ack`] (with [`ServerConfig::ack_after_route`]), and hands
+//!   messages to subscribers with [`ServerSession::deliver`], whose
+//!   [`DeliverOutcome`] allows back-pressure. When a connection ends,
+//!   [`ServerSession::into_resume_state`] gives the persistent state back.
+//!
+//! # Methods
+//!
+//! - inputs: [`handle_read`](ServerSession::handle_read),
+//!   [`handle_timeout`](ServerSession::handle_timeout) (safe to call early),
+//!   [`handle_transport_closed`](ServerSession::handle_transport_closed);
+//! - router decisions and commands: `accept`, `refuse`, `suback`, `ack`,
+//!   `deliver`, `close`;
+//! - outputs, drained after every input or command in this order:
+//!   [`poll_transmit`](ServerSession::poll_transmit) until it returns 0,
+//!   [`poll_event`](ServerSession::poll_event) until `None`, then
+//!   [`poll_timeout`](ServerSession::poll_timeout) to re-arm the timer.
+//!
+//! After [`Event::Closed`] the session produces nothing new; bytes queued
+//! before the close (a refusing CONNACK, say) are still handed out by one last
+//! `poll_transmit`, and then the adapter closes the transport.
+//!
+//! Key types: [`ServerSession`], [`ServerConfig`], [`Event`],
+//! [`ResumeState`], [`DeliverOutcome`], [`ProtocolError`], [`UsageError`].
+//!
+//! ```
+//! use bytes::BytesMut;
+//! use midge_broker::{Event, ResumeState, ServerConfig, ServerSession};
+//! use midge_codec::{Connect, Encode, MqttString};
+//! use midge_time::Instant;
+//!
+//! let now = Instant::from_secs(1);
+//! let mut session = ServerSession::new(ServerConfig::default(), now, 7);
+//!
+//! let mut wire = BytesMut::new();
+//! Connect::new(MqttString::from_static("sensor-1").unwrap(), 30)
+//!     .encode(&mut wire)
+//!     .unwrap();
+//! session.handle_read(now, &wire).unwrap();
+//!
+//! // Nothing goes out before the router decides.
+//! let mut out = BytesMut::new();
+//! assert_eq!(session.poll_transmit(now, &mut out), 0);
+//! let Some(Event::ConnectRequest { client_id, .. }) = session.poll_event() else {
+//!     panic!("expected a connect request");
+//! };
+//! assert_eq!(client_id, "sensor-1");
+//!
+//! session.accept(now, false, ResumeState::default()).unwrap();
+//! assert_eq!(session.poll_transmit(now, &mut out), 4); // CONNACK
+//! assert_eq!(&out[..], &[0x20, 0x02, 0x00, 0x00]);
+//! ```
+#![cfg_attr(not(feature = "std"), no_std)]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+mod config;
+mod error;
+mod event;
+mod session;
+
+pub use config::{OverflowPolicy, ServerConfig};
+pub use error::{ProtocolError, UsageError};
+pub use event::{
+    AckToken, CloseReason, DeliverOutcome, DropReason, Event, InflightMessage, ResumeState, Stats,
+};
+pub use session::ServerSession;
