@@ -26,8 +26,8 @@ use std::hint::black_box;
 use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use midge_codec::{
-    Connect, Decoder, Encode, LastWill, MqttString, Packet, PacketId, PubAck, PubComp, PubRec,
-    PubRel, Publish, QoS, QosPid, Subscribe, SubscribeFilter, Unsubscribe,
+    Connect, Decoder, Encode, Filter, LastWill, MqttString, Packet, PacketId, PubAck, PubComp, PubRec,
+    PubRel, Publish, QoS, QosPid, Subscribe, SubscribeFilter, Topic, Unsubscribe,
 };
 use mqttbytes::v4 as mb;
 
@@ -47,6 +47,14 @@ fn s(text: &str) -> MqttString {
     MqttString::new(text).expect("benchmark strings are valid MQTT strings")
 }
 
+fn t(text: &str) -> Topic {
+    Topic::new(text).expect("benchmark topics are valid topic names")
+}
+
+fn f(text: &str) -> Filter {
+    Filter::new(text).expect("benchmark filters are valid topic filters")
+}
+
 fn pid(value: u16) -> PacketId {
     PacketId::new(value).expect("benchmark packet ids are non-zero")
 }
@@ -63,7 +71,7 @@ fn payload(len: usize, salt: u8) -> Bytes {
 fn connect_packet() -> Connect {
     let mut connect = Connect::new(s("midge-bench-client-0001"), 60);
     connect.will = Some(LastWill {
-        topic: s("clients/midge-bench-client-0001/status"),
+        topic: t("clients/midge-bench-client-0001/status"),
         message: Bytes::from_static(b"offline"),
         qos: QoS::AtLeastOnce,
         retain: true,
@@ -75,7 +83,7 @@ fn connect_packet() -> Connect {
 
 fn publish_packet(qos_pid: QosPid, len: usize) -> Publish {
     Publish::new(
-        s("sensors/building-7/floor-3/room-12/temperature"),
+        t("sensors/building-7/floor-3/room-12/temperature"),
         qos_pid,
         payload(len, 7),
     )
@@ -95,7 +103,7 @@ fn subscribe_packet() -> Subscribe {
         ("+/building-7/+/room-12/+", QoS::AtMostOnce),
     ]
     .into_iter()
-    .map(|(filter, qos)| SubscribeFilter::new(s(filter), qos))
+    .map(|(filter, qos)| SubscribeFilter::new(f(filter), qos))
     .collect();
     Subscribe::new(pid(17), filters)
 }
@@ -134,7 +142,7 @@ fn mixed_packets() -> Vec<Packet> {
             let roll = rng.range(0, 99);
             let topic = |rng: &mut SplitMix| {
                 let kind = kinds[rng.range(0, 3) as usize];
-                s(&format!(
+                t(&format!(
                     "site/{}/device-{}/{kind}",
                     rng.range(0, 3),
                     rng.range(0, 3)
@@ -161,14 +169,14 @@ fn mixed_packets() -> Vec<Packet> {
                         .map(|i| {
                             let filter =
                                 format!("site/{}/+/{}", rng.range(0, 3), kinds[i as usize]);
-                            SubscribeFilter::new(s(&filter), QoS::AtLeastOnce)
+                            SubscribeFilter::new(f(&filter), QoS::AtLeastOnce)
                         })
                         .collect();
                     Packet::Subscribe(Subscribe::new(new_pid(), filters))
                 }
                 _ => {
                     let filters = (0..rng.range(1, 3))
-                        .map(|_| s(&format!("site/{}/#", rng.range(0, 3))))
+                        .map(|_| f(&format!("site/{}/#", rng.range(0, 3))))
                         .collect();
                     Packet::Unsubscribe(Unsubscribe::new(new_pid(), filters))
                 }

@@ -93,7 +93,10 @@ fn main() -> ExitCode {
         println!("{count} packets, no bytes left over");
         ExitCode::SUCCESS
     } else {
-        eprintln!("{count} packets, then {} bytes of an incomplete packet", buf.len());
+        eprintln!(
+            "{count} packets, then {} bytes of an incomplete packet",
+            buf.len()
+        );
         ExitCode::FAILURE
     }
 }
@@ -102,11 +105,17 @@ fn describe(packet: &Packet) -> String {
     match packet {
         Packet::Connect(c) => format!(
             "CONNECT {} client_id={:?} clean_session={} keep_alive={}s will={} user={:?}",
-            if c.protocol == Protocol::V3_1 { "3.1" } else { "3.1.1" },
+            if c.protocol == Protocol::V3_1 {
+                "3.1"
+            } else {
+                "3.1.1"
+            },
             c.client_id.as_str(),
             c.clean_session,
             c.keep_alive,
-            c.will.as_ref().map_or("none".into(), |w| format!("{:?}", w.topic.as_str())),
+            c.will
+                .as_ref()
+                .map_or("none".into(), |w| format!("{:?}", w.topic.as_str())),
             c.username.as_ref().map(|u| u.as_str()),
         ),
         Packet::Publish(p) => format!(

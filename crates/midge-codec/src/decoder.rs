@@ -1,6 +1,6 @@
 //! The incremental decoder: bytes in a growing buffer in, whole packets out.
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 
 use crate::error::DecodeError;
 use crate::header::{peek, MAX_PACKET_SIZE};
@@ -18,7 +18,7 @@ const RESERVE_AHEAD: usize = 64 * 1024;
 /// at most one packet and removes exactly that packet's bytes from the buffer.
 ///
 /// ```
-/// use bytes::BytesMut;
+/// use bytes::{Buf, BytesMut};
 /// use midge_codec::{Decoder, Packet};
 ///
 /// let mut decoder = Decoder::new();
@@ -94,7 +94,14 @@ impl Decoder {
             buf.reserve((len - buf.len()).min(RESERVE_AHEAD));
             return Ok(None);
         }
-        let frame = buf.split_to(len).freeze();
-        Packet::decode_frame(&header, &frame, self.protocol).map(Some)
+        if Packet::needs_frame(header.first.packet_type) {
+            let frame = buf.split_to(len).freeze();
+            Packet::decode_frame(&header, frame, self.protocol).map(Some)
+        } else {
+            let packet =
+                Packet::decode_slice(&header, buf.get(..len).unwrap_or_default(), self.protocol)?;
+            buf.advance(len);
+            Ok(Some(packet))
+        }
     }
 }

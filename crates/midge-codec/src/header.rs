@@ -193,12 +193,13 @@ pub const fn remaining_length_len(len: usize) -> usize {
     }
 }
 
-/// Writes the fixed header. `len` must be at most [`MAX_REMAINING_LENGTH`]
-/// (checked by the caller).
+/// Writes the fixed header with one `put_slice`. `len` must be at most
+/// [`MAX_REMAINING_LENGTH`] (checked by the caller).
 #[inline]
 pub(crate) fn put_fixed_header(buf: &mut impl BufMut, first: u8, mut len: usize) {
-    buf.put_u8(first);
-    loop {
+    let mut header = [first, 0, 0, 0, 0];
+    let mut n = 1;
+    for slot in header.iter_mut().skip(1) {
         // Masked to seven bits, so the truncation is exact.
         #[allow(clippy::cast_possible_truncation)]
         let mut byte = (len & 0x7F) as u8;
@@ -206,9 +207,11 @@ pub(crate) fn put_fixed_header(buf: &mut impl BufMut, first: u8, mut len: usize)
         if len > 0 {
             byte |= 0x80;
         }
-        buf.put_u8(byte);
+        *slot = byte;
+        n += 1;
         if len == 0 {
             break;
         }
     }
+    buf.put_slice(header.get(..n).unwrap_or(&header));
 }

@@ -19,15 +19,16 @@
 //! without `std` (disable the default `std` feature) and uses no `unsafe`.
 //!
 //! Key types: [`Decoder`], [`Packet`] and the packet structs ([`Connect`],
-//! [`Publish`], [`Subscribe`], …), [`MqttString`], [`PacketId`], [`QoS`],
+//! [`Publish`], [`Subscribe`], …), [`MqttString`], [`Topic`], [`Filter`],
+//! [`PacketId`], [`QoS`],
 //! [`Protocol`].
 //!
 //! ```
 //! use bytes::BytesMut;
-//! use midge_codec::{Decoder, Encode, MqttString, Packet, Publish, QosPid, PacketId};
+//! use midge_codec::{Decoder, Encode, Packet, PacketId, Publish, QosPid, Topic};
 //!
 //! let publish = Publish::new(
-//!     MqttString::from_static("sensors/1/temp").unwrap(),
+//!     Topic::from_static("sensors/1/temp").unwrap(),
 //!     QosPid::AtLeastOnce(PacketId::new(7).unwrap()),
 //!     &b"21.5"[..],
 //! );
@@ -47,7 +48,6 @@ mod decoder;
 mod error;
 mod header;
 mod packet;
-mod topic;
 mod types;
 mod wire;
 
@@ -62,4 +62,4 @@ pub use packet::{
     PubAck, PubComp, PubRec, PubRel, Publish, QosPid, SubAck, Subscribe, SubscribeFilter,
     SubscribeReturnCode, UnsubAck, Unsubscribe,
 };
-pub use types::{MqttString, PacketId, Protocol, QoS, MAX_STRING_LEN};
+pub use types::{Filter, MqttString, PacketId, Protocol, QoS, Topic, MAX_STRING_LEN};

@@ -5,6 +5,8 @@ use core::fmt;
 use core::num::NonZeroU16;
 
 use bytes::Bytes;
+use bytestring::ByteString;
+use midge_topic::TopicError;
 
 use crate::error::{DecodeError, Field};
 
@@ -126,9 +128,11 @@ impl Protocol {
 /// no U+0000 [MQTT-1.5.3-1] [MQTT-1.5.3-2], backed by [`Bytes`] so that a
 /// decoded string is a slice of the received frame rather than a copy.
 ///
-/// A U+FEFF (byte order mark) is kept as it is, never stripped [MQTT-1.5.3-3].
+/// The UTF-8 check is done once, when the value is built; [`MqttString::as_str`]
+/// is free afterwards. A U+FEFF (byte order mark) is kept as it is, never
+/// stripped [MQTT-1.5.3-3].
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct MqttString(Bytes);
+pub struct MqttString(ByteString);
 
 /// Largest encodable string or binary field: the length prefix is two bytes.
 pub const MAX_STRING_LEN: usize = 0xFFFF;
@@ -136,7 +140,7 @@ pub const MAX_STRING_LEN: usize = 0xFFFF;
 impl MqttString {
     /// The empty string.
     pub const fn empty() -> Self {
-        Self(Bytes::new())
+        Self(ByteString::new())
     }
 
     /// Validates `bytes` as an MQTT UTF-8 string without copying it.
@@ -144,18 +148,17 @@ impl MqttString {
     /// # Errors
     /// [`DecodeError::StringTooLong`], [`DecodeError::InvalidUtf8`] or
     /// [`DecodeError::NullCharacter`], each naming `field`.
-    pub fn from_bytes(bytes: Bytes, field: Field) -> Result<Self, DecodeError> {
-        check_str(&bytes, field)?;
-        Ok(Self(bytes))
-    }
-
-    /// Wraps bytes the caller has already passed through `check_str`.
     #[inline]
-    pub(crate) fn from_validated(bytes: Bytes) -> Self {
-        Self(bytes)
+    pub fn from_bytes(bytes: Bytes, field: Field) -> Result<Self, DecodeError> {
+        let s = utf8(bytes, field)?;
+        // [MQTT-1.5.3-2]: in UTF-8 the zero byte only ever encodes U+0000.
+        if s.as_bytes().contains(&0x00) {
+            return Err(DecodeError::NullCharacter { field });
+        }
+        Ok(Self(s))
     }
 
-    /// Copies a `&'static str` or any other string into a new `MqttString`.
+    /// Copies `s` into a new `MqttString`.
     ///
     /// # Errors
     /// As [`MqttString::from_bytes`], with [`Field::Value`] as the field.
@@ -163,7 +166,7 @@ impl MqttString {
         Self::from_bytes(Bytes::copy_from_slice(s.as_bytes()), Field::Value)
     }
 
-    /// A string from a `&'static str` without copying.
+    /// A string from a `&'static str`, without copying.
     ///
     /// # Errors
     /// As [`MqttString::from_bytes`], with [`Field::Value`] as the field.
@@ -174,23 +177,19 @@ impl MqttString {
     /// The string.
     #[inline]
     pub fn as_str(&self) -> &str {
-        // The bytes were checked to be UTF-8 when this value was built and
-        // `Bytes` is immutable, so this never takes the fallback; the check
-        // costs one pass over a short string and keeps the crate free of
-        // `unsafe`.
-        core::str::from_utf8(&self.0).unwrap_or_default()
+        &self.0
     }
 
     /// The encoded bytes (without the length prefix).
     #[inline]
     pub fn as_bytes(&self) -> &[u8] {
-        &self.0
+        self.0.as_bytes()
     }
 
     /// The underlying `Bytes`.
     #[inline]
     pub fn into_bytes(self) -> Bytes {
-        self.0
+        self.0.into_bytes()
     }
 
     /// Length in bytes.
@@ -206,56 +205,216 @@ impl MqttString {
     }
 }
 
-impl fmt::Debug for MqttString {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self.as_str(), f)
-    }
-}
-
-impl fmt::Display for MqttString {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl AsRef<str> for MqttString {
-    fn as_ref(&self) -> &str {
-        self.as_str()
-    }
-}
-
-impl TryFrom<&str> for MqttString {
-    type Error = DecodeError;
-
-    fn try_from(value: &str) -> Result<Self, DecodeError> {
-        Self::new(value)
-    }
-}
-
-impl PartialEq<str> for MqttString {
-    fn eq(&self, other: &str) -> bool {
-        self.0 == other.as_bytes()
-    }
-}
-
-impl PartialEq<&str> for MqttString {
-    fn eq(&self, other: &&str) -> bool {
-        self.0 == other.as_bytes()
-    }
-}
-
-/// The checks every MQTT UTF-8 string must pass.
-pub(crate) fn check_str(bytes: &[u8], field: Field) -> Result<&str, DecodeError> {
+/// UTF-8 and length checks shared by every string field. `ByteString` runs
+/// `core::str::from_utf8`, which refuses overlong forms and encoded surrogates
+/// (U+D800..U+DFFF), as [MQTT-1.5.3-1] asks.
+#[inline]
+fn utf8(bytes: Bytes, field: Field) -> Result<ByteString, DecodeError> {
     if bytes.len() > MAX_STRING_LEN {
         return Err(DecodeError::StringTooLong { field });
     }
-    // `from_utf8` rejects overlong forms and encoded surrogates (U+D800..U+DFFF),
-    // which is what [MQTT-1.5.3-1] asks for.
-    let s = core::str::from_utf8(bytes).map_err(|_| DecodeError::InvalidUtf8 { field })?;
-    // [MQTT-1.5.3-2]: U+0000 is never allowed. In UTF-8 the zero byte only ever
-    // encodes U+0000.
-    if bytes.contains(&0x00) {
-        return Err(DecodeError::NullCharacter { field });
+    ByteString::try_from(bytes).map_err(|_| DecodeError::InvalidUtf8 { field })
+}
+
+/// A topic-rule failure as a decode error; U+0000 is reported like in any
+/// other string [MQTT-1.5.3-2].
+fn topic_error(source: TopicError, field: Field) -> DecodeError {
+    match source {
+        TopicError::NullCharacter => DecodeError::NullCharacter { field },
+        source => DecodeError::InvalidTopicName { field, source },
     }
-    Ok(s)
+}
+
+macro_rules! string_like {
+    ($name:ident) => {
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(self.as_str(), f)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                self.as_str()
+            }
+        }
+
+        impl TryFrom<&str> for $name {
+            type Error = DecodeError;
+
+            fn try_from(value: &str) -> Result<Self, DecodeError> {
+                Self::new(value)
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.as_str() == other
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.as_str() == *other
+            }
+        }
+    };
+}
+
+string_like!(MqttString);
+string_like!(Topic);
+string_like!(Filter);
+
+/// A topic name as PUBLISH and the will carry it: an [`MqttString`] that is also
+/// non-empty and free of wildcards [MQTT-3.3.2-2] [MQTT-4.7.3-1], checked once
+/// when the value is built (by `midge-topic`, the one definition of the rules).
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Topic(MqttString);
+
+impl Topic {
+    /// Validates `bytes` as a topic name without copying it.
+    ///
+    /// # Errors
+    /// The string errors of [`MqttString::from_bytes`] (except NUL, which the
+    /// topic rules report) and [`DecodeError::InvalidTopicName`].
+    #[inline]
+    pub fn from_bytes(bytes: Bytes, field: Field) -> Result<Self, DecodeError> {
+        let s = utf8(bytes, field)?;
+        // The topic rules include the U+0000 check [MQTT-4.7.3-2].
+        midge_topic::validate_topic_name(&s).map_err(|source| topic_error(source, field))?;
+        Ok(Self(MqttString(s)))
+    }
+
+    /// Copies `s` into a new topic name.
+    ///
+    /// # Errors
+    /// As [`Topic::from_bytes`].
+    pub fn new(s: &str) -> Result<Self, DecodeError> {
+        Self::from_bytes(Bytes::copy_from_slice(s.as_bytes()), Field::TopicName)
+    }
+
+    /// A topic name from a `&'static str`, without copying.
+    ///
+    /// # Errors
+    /// As [`Topic::from_bytes`].
+    pub fn from_static(s: &'static str) -> Result<Self, DecodeError> {
+        Self::from_bytes(Bytes::from_static(s.as_bytes()), Field::TopicName)
+    }
+
+    /// A topic name from an already checked string.
+    ///
+    /// # Errors
+    /// [`DecodeError::InvalidTopicName`].
+    pub fn from_mqtt_string(s: MqttString) -> Result<Self, DecodeError> {
+        midge_topic::validate_topic_name(s.as_str())
+            .map_err(|source| topic_error(source, Field::TopicName))?;
+        Ok(Self(s))
+    }
+
+    /// The topic name.
+    #[inline]
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+
+    /// The encoded bytes.
+    #[inline]
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+
+    /// The string, without the topic guarantee.
+    #[inline]
+    pub fn into_inner(self) -> MqttString {
+        self.0
+    }
+
+    /// Length in bytes.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Always false: a topic name has at least one character.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// A topic filter as SUBSCRIBE and UNSUBSCRIBE carry it: an [`MqttString`] that
+/// also follows the wildcard rules [MQTT-4.7.1-2] [MQTT-4.7.1-3] and is not
+/// empty [MQTT-4.7.3-1], checked once when the value is built.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Filter(MqttString);
+
+impl Filter {
+    /// Validates `bytes` as a topic filter without copying it.
+    ///
+    /// # Errors
+    /// The string errors of [`MqttString::from_bytes`] (except NUL, which the
+    /// filter rules report) and [`DecodeError::InvalidTopicFilter`].
+    #[inline]
+    pub fn from_bytes(bytes: Bytes) -> Result<Self, DecodeError> {
+        let s = utf8(bytes, Field::TopicFilter)?;
+        midge_topic::validate_topic_filter(&s).map_err(|source| match source {
+            TopicError::NullCharacter => DecodeError::NullCharacter {
+                field: Field::TopicFilter,
+            },
+            other => DecodeError::InvalidTopicFilter(other),
+        })?;
+        Ok(Self(MqttString(s)))
+    }
+
+    /// Copies `s` into a new topic filter.
+    ///
+    /// # Errors
+    /// As [`Filter::from_bytes`].
+    pub fn new(s: &str) -> Result<Self, DecodeError> {
+        Self::from_bytes(Bytes::copy_from_slice(s.as_bytes()))
+    }
+
+    /// A topic filter from a `&'static str`, without copying.
+    ///
+    /// # Errors
+    /// As [`Filter::from_bytes`].
+    pub fn from_static(s: &'static str) -> Result<Self, DecodeError> {
+        Self::from_bytes(Bytes::from_static(s.as_bytes()))
+    }
+
+    /// The filter.
+    #[inline]
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+
+    /// The encoded bytes.
+    #[inline]
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+
+    /// The string, without the filter guarantee.
+    #[inline]
+    pub fn into_inner(self) -> MqttString {
+        self.0
+    }
+
+    /// Length in bytes.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Always false: a filter has at least one character.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }

@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{bytes, decode, decode_with, encode, golden, hex, pid, s};
+use common::{bytes, decode, decode_with, encode, f, golden, hex, pid, s, t};
 use midge_codec::{
     ConnAck, Connect, ConnectReturnCode, Decoder, Encode, LastWill, Packet, Protocol, PubAck,
     PubComp, PubRec, PubRel, Publish, QoS, QosPid, SubAck, Subscribe, SubscribeFilter,
@@ -33,7 +33,7 @@ fn mqtt_3_1_3_1_connect_full_payload_in_order() {
         keep_alive: 10,
         client_id: s("midge"),
         will: Some(LastWill {
-            topic: s("w/t"),
+            topic: t("w/t"),
             message: bytes(b"bye"),
             qos: QoS::AtLeastOnce,
             retain: false,
@@ -73,7 +73,7 @@ fn connect_will_qos2_retain_and_username_only() {
         keep_alive: 0xFFFF,
         client_id: s("c"),
         will: Some(LastWill {
-            topic: s("t"),
+            topic: t("t"),
             message: bytes(&[0x00, 0x01]),
             qos: QoS::ExactlyOnce,
             retain: true,
@@ -111,18 +111,18 @@ fn connack_every_return_code() {
 #[test]
 fn mqtt_3_3_2_1_publish_topic_then_packet_id() {
     let frame = hex("32 09 00 03 61 2F 62 00 0A 68 69");
-    let publish = Publish::new(s("a/b"), QosPid::AtLeastOnce(pid(10)), &b"hi"[..]);
+    let publish = Publish::new(t("a/b"), QosPid::AtLeastOnce(pid(10)), &b"hi"[..]);
     golden(&frame, &Packet::Publish(publish));
 
     // QoS 0: no packet identifier field at all.
     let frame = hex("31 05 00 03 61 2F 62");
-    let mut publish = Publish::new(s("a/b"), QosPid::AtMostOnce, &b""[..]);
+    let mut publish = Publish::new(t("a/b"), QosPid::AtMostOnce, &b""[..]);
     publish.retain = true;
     golden(&frame, &Packet::Publish(publish));
 
     // QoS 2, DUP set.
     let frame = hex("3C 07 00 03 61 2F 62 00 01");
-    let mut publish = Publish::new(s("a/b"), QosPid::ExactlyOnce(pid(1)), &b""[..]);
+    let mut publish = Publish::new(t("a/b"), QosPid::ExactlyOnce(pid(1)), &b""[..]);
     publish.dup = true;
     golden(&frame, &Packet::Publish(publish));
 }
@@ -131,7 +131,7 @@ fn mqtt_3_3_2_1_publish_topic_then_packet_id() {
 #[test]
 fn mqtt_1_5_3_1_spec_utf8_example_as_topic() {
     let frame = hex("30 07 00 05 41 F0 AA 9B 94");
-    let publish = Publish::new(s("A\u{2A6D4}"), QosPid::AtMostOnce, &b""[..]);
+    let publish = Publish::new(t("A\u{2A6D4}"), QosPid::AtMostOnce, &b""[..]);
     golden(&frame, &Packet::Publish(publish));
 }
 
@@ -164,8 +164,8 @@ fn mqtt_3_8_3_1_subscribe_spec_example() {
     let subscribe = Subscribe::new(
         pid(10),
         vec![
-            SubscribeFilter::new(s("a/b"), QoS::AtLeastOnce),
-            SubscribeFilter::new(s("c/d"), QoS::ExactlyOnce),
+            SubscribeFilter::new(f("a/b"), QoS::AtLeastOnce),
+            SubscribeFilter::new(f("c/d"), QoS::ExactlyOnce),
         ],
     );
     golden(&frame, &Packet::Subscribe(subscribe));
@@ -190,7 +190,7 @@ fn suback_spec_example() {
 #[test]
 fn mqtt_3_10_3_1_unsubscribe_spec_example() {
     let frame = hex("A2 0C 00 0A 00 03 61 2F 62 00 03 63 2F 64");
-    let unsubscribe = Unsubscribe::new(pid(10), vec![s("a/b"), s("c/d")]);
+    let unsubscribe = Unsubscribe::new(pid(10), vec![f("a/b"), f("c/d")]);
     golden(&frame, &Packet::Unsubscribe(unsubscribe));
 }
 
@@ -201,9 +201,9 @@ fn subscribe_wildcards_and_multibyte() {
     let subscribe = Subscribe::new(
         pid(1),
         vec![
-            SubscribeFilter::new(s("#"), QoS::AtMostOnce),
-            SubscribeFilter::new(s("+/+"), QoS::AtLeastOnce),
-            SubscribeFilter::new(s("é"), QoS::ExactlyOnce),
+            SubscribeFilter::new(f("#"), QoS::AtMostOnce),
+            SubscribeFilter::new(f("+/+"), QoS::AtLeastOnce),
+            SubscribeFilter::new(f("é"), QoS::ExactlyOnce),
         ],
     );
     golden(&frame, &Packet::Subscribe(subscribe));
@@ -211,7 +211,7 @@ fn subscribe_wildcards_and_multibyte() {
 
 /// A publish whose remaining length is exactly `remaining`, topic `a`, QoS 0.
 fn publish_with_remaining(remaining: usize) -> Publish {
-    Publish::new(s("a"), QosPid::AtMostOnce, vec![0x5A; remaining - 3])
+    Publish::new(t("a"), QosPid::AtMostOnce, vec![0x5A; remaining - 3])
 }
 
 /// Remaining-length boundaries (Table 2.4): each size decodes and encodes with
@@ -276,7 +276,7 @@ fn remaining_length_maximum_and_first_overflow() {
     // Encoding refuses a remaining length past the maximum, writing nothing.
     // (`vec![0; n]` maps zeroed pages lazily, so this costs no real memory.)
     let too_big = Publish::new(
-        s("a"),
+        t("a"),
         QosPid::AtMostOnce,
         vec![0u8; midge_codec::MAX_REMAINING_LENGTH - 2],
     );

@@ -9,9 +9,9 @@
 
 use bytes::{Bytes, BytesMut};
 use midge_codec::{
-    ConnAck, Connect, ConnectReturnCode, Decoder, LastWill, MqttString, Packet, PacketId, Protocol,
-    PubAck, PubComp, PubRec, PubRel, Publish, QoS, QosPid, SubAck, Subscribe, SubscribeFilter,
-    SubscribeReturnCode, UnsubAck, Unsubscribe,
+    ConnAck, Connect, ConnectReturnCode, Decoder, Filter, LastWill, MqttString, Packet, PacketId,
+    Protocol, PubAck, PubComp, PubRec, PubRel, Publish, QoS, QosPid, SubAck, Subscribe,
+    SubscribeFilter, SubscribeReturnCode, Topic, UnsubAck, Unsubscribe,
 };
 use proptest::prelude::*;
 
@@ -21,13 +21,15 @@ fn mqtt_string(re: &'static str) -> impl Strategy<Value = MqttString> {
 
 /// Topic names: levels of letters, multi-byte characters, spaces and `$`,
 /// possibly empty, never a wildcard.
-fn topic_name() -> impl Strategy<Value = MqttString> {
-    mqtt_string("[a-z$é日 ]{0,4}(/[a-zA-Z0-9é日 ]{0,4}){0,4}")
-        .prop_filter("non-empty", |s| !s.is_empty())
+fn topic_name() -> impl Strategy<Value = Topic> {
+    prop::string::string_regex("[a-z$é日 ]{0,4}(/[a-zA-Z0-9é日 ]{0,4}){0,4}")
+        .unwrap()
+        .prop_filter("non-empty", |s: &String| !s.is_empty())
+        .prop_map(|s| Topic::new(&s).unwrap())
 }
 
 /// Topic filters: topic-name levels mixed with `+`, and an optional final `#`.
-fn topic_filter() -> impl Strategy<Value = MqttString> {
+fn topic_filter() -> impl Strategy<Value = Filter> {
     (
         prop::collection::vec(prop_oneof!["[a-z$é ]{0,3}", Just("+".to_owned())], 1..5),
         any::<bool>(),
@@ -40,7 +42,7 @@ fn topic_filter() -> impl Strategy<Value = MqttString> {
             filter
         })
         .prop_filter("non-empty", |s| !s.is_empty())
-        .prop_map(|s| MqttString::new(&s).unwrap())
+        .prop_map(|s| Filter::new(&s).unwrap())
 }
 
 fn qos() -> impl Strategy<Value = QoS> {

@@ -3,11 +3,10 @@
 use bytes::{BufMut, Bytes};
 
 use crate::error::{DecodeError, Field};
-use crate::header::{FirstByte, PacketType};
+use crate::header::PacketType;
 use crate::packet::Body;
-use crate::topic::check_topic_name;
-use crate::types::{MqttString, Protocol, QoS};
-use crate::wire::{check_field_len, field_len, put_field, Reader};
+use crate::types::{MqttString, Protocol, QoS, Topic};
+use crate::wire::{binary, check_field_len, field_len, put_field, string, topic, Reader};
 
 const FLAG_USERNAME: u8 = 0x80;
 const FLAG_PASSWORD: u8 = 0x40;
@@ -22,7 +21,7 @@ const FLAG_RESERVED: u8 = 0x01;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LastWill {
     /// Topic to publish the will to: a topic name, no wildcards.
-    pub topic: MqttString,
+    pub topic: Topic,
     /// Will payload (binary).
     pub message: Bytes,
     /// QoS of the will publication.
@@ -86,13 +85,14 @@ impl Connect {
         flags
     }
 
-    pub(crate) fn decode(_first: FirstByte, mut r: Reader<'_>) -> Result<Self, DecodeError> {
-        let name = r.binary_slice(Field::ProtocolName)?;
+    pub(crate) fn decode(frame: &Bytes, header_len: usize) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(frame, header_len, PacketType::Connect);
+        let name = r.field(Field::ProtocolName)?;
         let level = r.u8(Field::ProtocolLevel)?;
         // [MQTT-3.1.2-1]: an unknown name is not MQTT at all, so no CONNACK.
         // A known name with a level we do not speak is answered with 0x01
         // [MQTT-3.1.2-2]; so is a name paired with the other revision's level.
-        let protocol = match (name, level) {
+        let protocol = match (frame.get(name).unwrap_or_default(), level) {
             (b"MQTT", 0x04) => Protocol::V3_1_1,
             (b"MQIsdp", 0x03) => Protocol::V3_1,
             (b"MQTT" | b"MQIsdp", level) => {
@@ -120,11 +120,10 @@ impl Connect {
         let keep_alive = r.u16(Field::KeepAlive)?;
 
         // Payload, in the order the spec fixes [MQTT-3.1.3-1].
-        let client_id = r.string(Field::ClientId)?; // [MQTT-3.1.3-4]
+        let client_id = string(frame, r.field(Field::ClientId)?, Field::ClientId)?; // [MQTT-3.1.3-4]
         let will = if will_flag {
-            let (topic, topic_str) = r.string_with_str(Field::WillTopic)?;
-            check_topic_name(topic_str, Field::WillTopic)?;
-            let message = r.binary(Field::WillMessage)?;
+            let topic = topic(frame, r.field(Field::WillTopic)?, Field::WillTopic)?; // [MQTT-3.1.3-10]
+            let message = binary(frame, r.field(Field::WillMessage)?);
             Some(LastWill {
                 topic,
                 message,
@@ -135,12 +134,12 @@ impl Connect {
             None
         };
         let username = if has_username {
-            Some(r.string(Field::Username)?) // [MQTT-3.1.3-11]
+            Some(string(frame, r.field(Field::Username)?, Field::Username)?) // [MQTT-3.1.3-11]
         } else {
             None
         };
         let password = if has_password {
-            Some(r.binary(Field::Password)?)
+            Some(binary(frame, r.field(Field::Password)?))
         } else {
             None
         };
@@ -181,7 +180,6 @@ impl Body for Connect {
 
     fn validate(&self) -> Result<(), DecodeError> {
         if let Some(will) = &self.will {
-            check_topic_name(will.topic.as_str(), Field::WillTopic)?;
             check_field_len(&will.message, Field::WillMessage)?;
         }
         if self.password.is_some() && self.username.is_none() {

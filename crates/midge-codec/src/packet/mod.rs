@@ -192,25 +192,50 @@ impl Packet {
     ///
     /// # Errors
     /// Any [`DecodeError`] about the variable header or payload.
+    #[inline]
     pub fn decode_frame(
         header: &FixedHeader,
-        frame: &Bytes,
+        frame: Bytes,
         protocol: Protocol,
     ) -> Result<Self, DecodeError> {
-        let body = frame.get(header.header_len..).unwrap_or_default();
         let first = header.first;
-        let r = Reader::new(frame, body, first.packet_type);
+        match first.packet_type {
+            PacketType::Connect => Ok(Self::Connect(Connect::decode(&frame, header.header_len)?)),
+            PacketType::Publish => Ok(Self::Publish(Publish::decode(
+                first,
+                frame,
+                header.header_len,
+            )?)),
+            PacketType::Subscribe => Ok(Self::Subscribe(Subscribe::decode(
+                &frame,
+                header.header_len,
+            )?)),
+            PacketType::Unsubscribe => Ok(Self::Unsubscribe(Unsubscribe::decode(
+                &frame,
+                header.header_len,
+            )?)),
+            _ => Self::decode_slice(header, &frame, protocol),
+        }
+    }
+
+    /// Parses a packet that holds no strings or payload (every type except
+    /// CONNECT, PUBLISH, SUBSCRIBE and UNSUBSCRIBE) straight from a slice, so the
+    /// decoder need not split a frame off its buffer for it.
+    #[inline]
+    pub(crate) fn decode_slice(
+        header: &FixedHeader,
+        data: &[u8],
+        protocol: Protocol,
+    ) -> Result<Self, DecodeError> {
+        let first = header.first;
+        let r = Reader::new(data, header.header_len, first.packet_type);
         Ok(match first.packet_type {
-            PacketType::Connect => Self::Connect(Connect::decode(first, r)?),
             PacketType::ConnAck => Self::ConnAck(ConnAck::decode(first, r, protocol)?),
-            PacketType::Publish => Self::Publish(Publish::decode(first, r)?),
             PacketType::PubAck => Self::PubAck(PubAck::decode(first, r)?),
             PacketType::PubRec => Self::PubRec(PubRec::decode(first, r)?),
             PacketType::PubRel => Self::PubRel(PubRel::decode(first, r)?),
             PacketType::PubComp => Self::PubComp(PubComp::decode(first, r)?),
-            PacketType::Subscribe => Self::Subscribe(Subscribe::decode(first, r)?),
             PacketType::SubAck => Self::SubAck(SubAck::decode(first, r)?),
-            PacketType::Unsubscribe => Self::Unsubscribe(Unsubscribe::decode(first, r)?),
             PacketType::UnsubAck => Self::UnsubAck(UnsubAck::decode(first, r)?),
             PacketType::PingReq => {
                 PingReq::decode(first, r)?;
@@ -224,7 +249,31 @@ impl Packet {
                 Disconnect::decode(first, r)?;
                 Self::Disconnect
             }
+            // Packets with strings go through `decode_frame`, which never
+            // sends them here; answering with a truncation keeps this total.
+            PacketType::Connect
+            | PacketType::Publish
+            | PacketType::Subscribe
+            | PacketType::Unsubscribe => {
+                return Err(DecodeError::Truncated {
+                    packet_type: first.packet_type,
+                    field: crate::error::Field::Value,
+                })
+            }
         })
+    }
+
+    /// Whether decoding this packet type needs a frame (it carries strings or
+    /// a payload that the packet keeps).
+    #[inline]
+    pub(crate) const fn needs_frame(packet_type: PacketType) -> bool {
+        matches!(
+            packet_type,
+            PacketType::Connect
+                | PacketType::Publish
+                | PacketType::Subscribe
+                | PacketType::Unsubscribe
+        )
     }
 
     /// Exact number of bytes [`Packet::encode`] writes.

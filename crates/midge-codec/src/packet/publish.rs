@@ -1,13 +1,12 @@
 //! PUBLISH (both directions): an application message.
 
-use bytes::{BufMut, Bytes};
+use bytes::{Buf, BufMut, Bytes};
 
 use crate::error::{DecodeError, Field};
 use crate::header::{FirstByte, PacketType};
 use crate::packet::Body;
-use crate::topic::check_topic_name;
-use crate::types::{MqttString, PacketId, QoS};
-use crate::wire::{field_len, put_field, Reader};
+use crate::types::{PacketId, QoS, Topic};
+use crate::wire::{field_len, put_field, topic, Reader};
 
 /// The QoS of a PUBLISH together with its packet identifier: QoS 0 has none,
 /// QoS 1 and 2 always have one [MQTT-2.3.1-5], so the two travel as one value.
@@ -52,14 +51,14 @@ pub struct Publish {
     /// RETAIN flag.
     pub retain: bool,
     /// Topic name: non-empty, no wildcards [MQTT-3.3.2-2].
-    pub topic: MqttString,
+    pub topic: Topic,
     /// Application payload, possibly empty.
     pub payload: Bytes,
 }
 
 impl Publish {
     /// A PUBLISH with DUP and RETAIN clear.
-    pub fn new(topic: MqttString, qos_pid: QosPid, payload: impl Into<Bytes>) -> Self {
+    pub fn new(topic: Topic, qos_pid: QosPid, payload: impl Into<Bytes>) -> Self {
         Self {
             dup: false,
             qos_pid,
@@ -81,24 +80,34 @@ impl Publish {
         self.qos_pid.packet_id()
     }
 
+    /// Decodes from a whole frame; the payload becomes the tail of `frame`
+    /// itself, so only the topic costs a reference-count increment.
     #[inline]
-    pub(crate) fn decode(first: FirstByte, mut r: Reader<'_>) -> Result<Self, DecodeError> {
+    pub(crate) fn decode(
+        first: FirstByte,
+        mut frame: Bytes,
+        header_len: usize,
+    ) -> Result<Self, DecodeError> {
         // The first byte was validated already: QoS is 0..=2 and DUP is clear
         // for QoS 0.
         let qos_bits = (first.flags >> 1) & 0b11;
-        let (topic, topic_str) = r.string_with_str(Field::TopicName)?; // [MQTT-3.3.2-1]
-        check_topic_name(topic_str, Field::TopicName)?; // [MQTT-3.3.2-2]
+        let mut r = Reader::new(&frame, header_len, PacketType::Publish);
+        let topic_range = r.field(Field::TopicName)?;
         let qos_pid = match qos_bits {
             0 => QosPid::AtMostOnce,
             1 => QosPid::AtLeastOnce(r.packet_id()?),
             _ => QosPid::ExactlyOnce(r.packet_id()?),
         };
+        let payload_start = r.position();
+        // [MQTT-3.3.2-1] UTF-8, [MQTT-3.3.2-2] no wildcards.
+        let topic = topic(&frame, topic_range, Field::TopicName)?;
+        frame.advance(payload_start);
         Ok(Self {
             dup: first.flags & 0b1000 != 0,
             qos_pid,
             retain: first.flags & 0b0001 != 0,
             topic,
-            payload: r.rest(),
+            payload: frame,
         })
     }
 }
@@ -122,7 +131,7 @@ impl Body for Publish {
         if self.dup && self.qos() == QoS::AtMostOnce {
             return Err(DecodeError::DupWithQoS0); // [MQTT-3.3.1-2]
         }
-        check_topic_name(self.topic.as_str(), Field::TopicName)
+        Ok(())
     }
 
     #[inline]

@@ -2,27 +2,26 @@
 
 use alloc::vec::Vec;
 
-use bytes::BufMut;
+use bytes::{BufMut, Bytes};
 
 use crate::error::{DecodeError, Field};
-use crate::header::{FirstByte, PacketType};
+use crate::header::PacketType;
 use crate::packet::Body;
-use crate::topic::check_topic_filter;
-use crate::types::{MqttString, PacketId, QoS};
-use crate::wire::{field_len, put_field, Reader};
+use crate::types::{Filter, PacketId, QoS};
+use crate::wire::{field_len, filter, put_field, Reader};
 
 /// One topic filter of a SUBSCRIBE and the maximum QoS asked for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubscribeFilter {
     /// The topic filter; wildcards allowed.
-    pub filter: MqttString,
+    pub filter: Filter,
     /// Requested (maximum) QoS.
     pub qos: QoS,
 }
 
 impl SubscribeFilter {
     /// A filter with its requested QoS.
-    pub const fn new(filter: MqttString, qos: QoS) -> Self {
+    pub const fn new(filter: Filter, qos: QoS) -> Self {
         Self { filter, qos }
     }
 }
@@ -42,14 +41,15 @@ impl Subscribe {
         Self { packet_id, filters }
     }
 
-    pub(crate) fn decode(_first: FirstByte, mut r: Reader<'_>) -> Result<Self, DecodeError> {
+    pub(crate) fn decode(frame: &Bytes, header_len: usize) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(frame, header_len, PacketType::Subscribe);
         let packet_id = r.packet_id()?;
         let mut filters = Vec::new();
         while !r.is_empty() {
-            let (filter, s) = r.string_with_str(Field::TopicFilter)?; // [MQTT-3.8.3-1]
-            check_topic_filter(s)?;
+            let range = r.field(Field::TopicFilter)?;
             let raw = r.u8(Field::RequestedQoS)?;
-            // [MQTT-3.8.3-4]: the upper six bits are reserved and QoS 3 does not exist.
+            let filter = filter(frame, range)?; // [MQTT-3.8.3-1]
+                                                // [MQTT-3.8.3-4]: the upper six bits are reserved and QoS 3 does not exist.
             let qos = QoS::from_u8(raw).ok_or(DecodeError::InvalidRequestedQoS(raw))?;
             filters.push(SubscribeFilter { filter, qos });
         }
@@ -77,11 +77,9 @@ impl Body for Subscribe {
 
     fn validate(&self) -> Result<(), DecodeError> {
         if self.filters.is_empty() {
-            return Err(DecodeError::EmptySubscribe);
+            return Err(DecodeError::EmptySubscribe); // [MQTT-3.8.3-3]
         }
-        self.filters
-            .iter()
-            .try_for_each(|f| check_topic_filter(f.filter.as_str()))
+        Ok(())
     }
 
     fn encode_body(&self, buf: &mut impl BufMut) {

@@ -2,14 +2,13 @@
 
 use alloc::vec::Vec;
 
-use bytes::BufMut;
+use bytes::{BufMut, Bytes};
 
 use crate::error::{DecodeError, Field};
-use crate::header::{FirstByte, PacketType};
+use crate::header::PacketType;
 use crate::packet::Body;
-use crate::topic::check_topic_filter;
-use crate::types::{MqttString, PacketId};
-use crate::wire::{field_len, put_field, Reader};
+use crate::types::{Filter, PacketId};
+use crate::wire::{field_len, filter, put_field, Reader};
 
 /// UNSUBSCRIBE: a packet identifier and at least one filter [MQTT-3.10.3-2].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,22 +16,22 @@ pub struct Unsubscribe {
     /// Packet identifier, echoed by UNSUBACK.
     pub packet_id: PacketId,
     /// The filters to remove, compared character by character with existing ones.
-    pub filters: Vec<MqttString>,
+    pub filters: Vec<Filter>,
 }
 
 impl Unsubscribe {
     /// An UNSUBSCRIBE.
-    pub fn new(packet_id: PacketId, filters: Vec<MqttString>) -> Self {
+    pub fn new(packet_id: PacketId, filters: Vec<Filter>) -> Self {
         Self { packet_id, filters }
     }
 
-    pub(crate) fn decode(_first: FirstByte, mut r: Reader<'_>) -> Result<Self, DecodeError> {
+    pub(crate) fn decode(frame: &Bytes, header_len: usize) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(frame, header_len, PacketType::Unsubscribe);
         let packet_id = r.packet_id()?;
         let mut filters = Vec::new();
         while !r.is_empty() {
-            let (filter, s) = r.string_with_str(Field::TopicFilter)?; // [MQTT-3.10.3-1]
-            check_topic_filter(s)?;
-            filters.push(filter);
+            let range = r.field(Field::TopicFilter)?;
+            filters.push(filter(frame, range)?); // [MQTT-3.10.3-1]
         }
         if filters.is_empty() {
             return Err(DecodeError::EmptyUnsubscribe); // [MQTT-3.10.3-2]
@@ -58,11 +57,9 @@ impl Body for Unsubscribe {
 
     fn validate(&self) -> Result<(), DecodeError> {
         if self.filters.is_empty() {
-            return Err(DecodeError::EmptyUnsubscribe);
+            return Err(DecodeError::EmptyUnsubscribe); // [MQTT-3.10.3-2]
         }
-        self.filters
-            .iter()
-            .try_for_each(|f| check_topic_filter(f.as_str()))
+        Ok(())
     }
 
     fn encode_body(&self, buf: &mut impl BufMut) {

@@ -2,7 +2,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 use bytes::{Bytes, BytesMut};
-use midge_codec::{DecodeError, Decoder, MqttString, Packet, PacketId, Protocol};
+use midge_codec::{DecodeError, Decoder, Filter, MqttString, Packet, PacketId, Protocol, Topic};
 
 /// Hex like "10 0C 00 04" into bytes.
 pub fn hex(s: &str) -> Vec<u8> {
@@ -16,6 +16,14 @@ pub fn hex(s: &str) -> Vec<u8> {
 
 pub fn s(v: &str) -> MqttString {
     MqttString::new(v).unwrap()
+}
+
+pub fn t(v: &str) -> Topic {
+    Topic::new(v).unwrap()
+}
+
+pub fn f(v: &str) -> Filter {
+    Filter::new(v).unwrap()
 }
 
 pub fn pid(v: u16) -> PacketId {
