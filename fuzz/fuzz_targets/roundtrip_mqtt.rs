@@ -8,14 +8,24 @@ use bytes::{Bytes, BytesMut};
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use midge_codec::{
-    ConnAck, Connect, ConnectReturnCode, Decoder, LastWill, MqttString, Packet, PacketId,
+    ConnAck, Connect, ConnectReturnCode, Decoder, Filter, LastWill, MqttString, Packet, PacketId,
     Protocol, PubAck, PubComp, PubRec, PubRel, Publish, QoS, QosPid, SubAck, Subscribe,
-    SubscribeFilter, SubscribeReturnCode, UnsubAck, Unsubscribe,
+    SubscribeFilter, SubscribeReturnCode, Topic, UnsubAck, Unsubscribe,
 };
 
 fn string(u: &mut Unstructured<'_>) -> Result<Option<MqttString>> {
     let s: &str = u.arbitrary()?;
     Ok(MqttString::new(s).ok())
+}
+
+fn topic(u: &mut Unstructured<'_>) -> Result<Option<Topic>> {
+    let s: &str = u.arbitrary()?;
+    Ok(Topic::new(s).ok())
+}
+
+fn filter(u: &mut Unstructured<'_>) -> Result<Option<Filter>> {
+    let s: &str = u.arbitrary()?;
+    Ok(Filter::new(s).ok())
 }
 
 fn qos(u: &mut Unstructured<'_>) -> Result<QoS> {
@@ -36,7 +46,7 @@ fn build(u: &mut Unstructured<'_>) -> Result<Option<Packet>> {
         0 => {
             let Some(client_id) = string(u)? else { return Ok(None) };
             let will = if u.arbitrary()? {
-                let Some(topic) = string(u)? else { return Ok(None) };
+                let Some(topic) = topic(u)? else { return Ok(None) };
                 Some(LastWill { topic, message: bytes(u)?, qos: qos(u)?, retain: u.arbitrary()? })
             } else {
                 None
@@ -59,7 +69,7 @@ fn build(u: &mut Unstructured<'_>) -> Result<Option<Packet>> {
             Packet::ConnAck(ConnAck::new(code, u.arbitrary()?))
         }
         2 => {
-            let Some(topic) = string(u)? else { return Ok(None) };
+            let Some(topic) = topic(u)? else { return Ok(None) };
             let qos_pid = match qos(u)? {
                 QoS::AtMostOnce => QosPid::AtMostOnce,
                 QoS::AtLeastOnce => QosPid::AtLeastOnce(pid(u)?),
@@ -77,7 +87,7 @@ fn build(u: &mut Unstructured<'_>) -> Result<Option<Packet>> {
         7 => {
             let mut filters = Vec::new();
             for _ in 0..u.int_in_range(0..=8)? {
-                let Some(filter) = string(u)? else { return Ok(None) };
+                let Some(filter) = filter(u)? else { return Ok(None) };
                 filters.push(SubscribeFilter::new(filter, qos(u)?));
             }
             Packet::Subscribe(Subscribe::new(pid(u)?, filters))
@@ -96,7 +106,7 @@ fn build(u: &mut Unstructured<'_>) -> Result<Option<Packet>> {
         9 => {
             let mut filters = Vec::new();
             for _ in 0..u.int_in_range(0..=8)? {
-                let Some(filter) = string(u)? else { return Ok(None) };
+                let Some(filter) = filter(u)? else { return Ok(None) };
                 filters.push(filter);
             }
             Packet::Unsubscribe(Unsubscribe::new(pid(u)?, filters))
