@@ -9,7 +9,13 @@ use anyhow::{Context, Result};
 use crate::util::{self, cargo};
 
 /// The crates that must build without `std`.
-const NO_STD_CRATES: &[&str] = &["midge-codec", "midge-topic", "midge-sn-codec", "midge-time"];
+const NO_STD_CRATES: &[&str] = &[
+    "midge-codec",
+    "midge-topic",
+    "midge-sn-codec",
+    "midge-time",
+    "midge-session",
+];
 
 /// An embedded target (Cortex-M4F, no OS, no `std`) used to prove the no_std
 /// crates really do not need `std`.
