@@ -96,3 +96,6 @@ pub use event::{
     AckToken, CloseReason, DeliverOutcome, DropReason, Event, InflightMessage, ResumeState, Stats,
 };
 pub use session::ServerSession;
+
+/// The time types every call takes, re-exported from `midge-time` for convenience.
+pub use midge_time::{Duration, Instant};
