@@ -712,12 +712,17 @@ impl Client {
     fn end_connection(&mut self, now: Instant, reason: DisconnectReason) {
         let _ = now;
         self.state = ConnectionState::Disconnected;
-        self.outgoing.clear();
+        self.events.push_back(Event::Disconnected { reason });
+        // QoS 0 publishes not written yet never will be: say so.
+        for out in core::mem::take(&mut self.outgoing) {
+            if let Outgoing::Qos0(_, id) = out {
+                self.events.push_back(Event::Dropped { id });
+            }
+        }
         self.read_buf.clear();
         self.pending_acks.clear();
         self.connack_deadline = None;
         self.ping_deadline = None;
-        self.events.push_back(Event::Disconnected { reason });
         if self.config.clean_session {
             self.discard_session();
         }

@@ -80,9 +80,10 @@ pub enum Event {
         /// The id `publish` returned.
         id: DeliveryId,
     },
-    /// A QoS 1/2 publish was sent but a clean session ended before the server
-    /// acknowledged it; the session state that could resend it is gone, so
-    /// whether the server got it is unknown.
+    /// A publish that will not be completed: a QoS 0 publish still unwritten
+    /// when the connection ended, or a QoS 1/2 publish sent on a clean session
+    /// that ended before the server acknowledged it (the state that could
+    /// resend it is gone, so whether the server got it is unknown).
     Dropped {
         /// The id `publish` returned.
         id: DeliveryId,

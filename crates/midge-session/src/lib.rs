@@ -53,6 +53,8 @@
 //!   outbound side is still resent, but the inbound QoS 2 ids awaiting PUBREL
 //!   are forgotten: the server has forgotten them too, and a new message
 //!   reusing such an id must not be mistaken for a duplicate.
+//! - A QoS 0 publish still unwritten when a connection ends is reported
+//!   [`Event::Dropped`].
 //! - With `clean_session = true` the session ends with the connection:
 //!   publishes never written go back to the queue for the next connection,
 //!   written ones end in [`Event::Dropped`] (or `Delivered` if PUBREC came).
