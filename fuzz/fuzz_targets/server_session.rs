@@ -73,6 +73,8 @@ impl Conn {
     }
 
     /// Drains the outputs and checks the invariants after one input.
+    /// `inflight_before` holds the ids in flight before an input that cannot
+    /// free one (no client bytes processed): a fresh PUBLISH must not use them.
     fn check(&mut self, now: Instant, inflight_before: &BTreeSet<u16>, config: &ServerConfig) {
         let before = self.rx.len();
         while self.session.poll_transmit(now, &mut self.rx) > 0 {}
@@ -138,7 +140,13 @@ fn run(data: &[u8]) {
 
     while let Some((&op, rest)) = program.split_first() {
         program = rest;
-        let inflight_before: BTreeSet<u16> = conn.session.inflight_ids().map(PacketId::get).collect();
+        let mut inflight_before: BTreeSet<u16> =
+            conn.session.inflight_ids().map(PacketId::get).collect();
+        // Client bytes (read now, or buffered until accept) may acknowledge
+        // and so free an id that a released message then reuses, legitimately.
+        if matches!(op % 16, 0..=6 | 8) {
+            inflight_before.clear();
+        }
         match op % 16 {
             // Raw read: a length byte (up to 127), then that many bytes.
             0..=6 => {
