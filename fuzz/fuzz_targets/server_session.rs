@@ -136,7 +136,7 @@ fn run(data: &[u8]) {
     let mut conn = Conn::new(config.clone(), now, seed);
     let mut resume = ResumeState::default();
     let topic = Topic::from_static("x/y").expect("valid topic");
-    let payload = Bytes::from_static(&[0xA5; 48]);
+    let payload = Bytes::from_static(&[0xA5; 96]); // longest: (255 / 48) * 16 = 80
 
     while let Some((&op, rest)) = program.split_first() {
         program = rest;
