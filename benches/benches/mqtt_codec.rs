@@ -26,8 +26,8 @@ use std::hint::black_box;
 use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use midge_codec::{
-    Connect, Decoder, Encode, Filter, LastWill, MqttString, Packet, PacketId, PubAck, PubComp, PubRec,
-    PubRel, Publish, QoS, QosPid, Subscribe, SubscribeFilter, Topic, Unsubscribe,
+    Connect, Decoder, Encode, Filter, LastWill, MqttString, Packet, PacketId, PubAck, PubComp,
+    PubRec, PubRel, Publish, QoS, QosPid, Subscribe, SubscribeFilter, Topic, Unsubscribe,
 };
 use mqttbytes::v4 as mb;
 
@@ -222,6 +222,29 @@ impl Case {
 
 // ---------------------------------------------------------------------------
 // Decode loops: the same shape for all three, "decode until the buffer is empty".
+
+/// The borrowed view: PUBLISH topic and payload are slices of `buf`, and the
+/// loop steps through the buffer by the length each packet reports, as a
+/// caller would before advancing its own read buffer.
+fn midge_ref_decode_all(buf: &[u8]) -> usize {
+    let decoder = Decoder::new();
+    let mut count = 0;
+    let mut offset = 0;
+    while let Some(rest) = buf.get(offset..) {
+        if rest.is_empty() {
+            break;
+        }
+        match decoder.decode_ref(rest) {
+            Ok(Some((packet, len))) => {
+                black_box(packet);
+                offset += len;
+                count += 1;
+            }
+            _ => break,
+        }
+    }
+    count
+}
 
 fn midge_decode_all(buf: &mut BytesMut) -> usize {
     let mut decoder = Decoder::new();
@@ -540,6 +563,12 @@ fn check_decode_loops(case: &Case) {
     );
     let mut vec = case.bytes.to_vec();
     assert_eq!(mqttrs_decode_all(&mut vec), n, "{}: mqttrs", case.name);
+    assert_eq!(
+        midge_ref_decode_all(&case.bytes),
+        n,
+        "{}: midge_ref",
+        case.name
+    );
     let mut buf = BytesMut::from(&case.bytes[..]);
     let mut decoder = Decoder::new();
     for ours in &case.packets {
@@ -559,6 +588,9 @@ fn bench_decode(c: &mut Criterion, case: &Case) {
     let size = case.batch_size();
     group.bench_function("midge", |b| {
         b.iter_batched_ref(|| template.clone(), midge_decode_all, size);
+    });
+    group.bench_function("midge_ref", |b| {
+        b.iter_batched_ref(|| vec.clone(), |v| midge_ref_decode_all(v), size);
     });
     group.bench_function("mqttbytes", |b| {
         b.iter_batched_ref(|| template.clone(), mqttbytes_decode_all, size);

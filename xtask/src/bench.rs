@@ -124,29 +124,54 @@ pub(crate) fn format_ns(ns: f64) -> String {
     }
 }
 
-/// The Markdown table: one row per (case, peer); ratio < 1.00 means Midge is faster.
+/// The Markdown table: one row per (case, Midge variant, peer); ratio < 1.00
+/// means Midge is faster. Every function whose name starts with `midge` is one
+/// of ours (`midge` for the owned API, `midge_ref` for the borrowed view, …).
 pub(crate) fn render(results: &Results) -> String {
     let mut out = String::new();
-    out.push_str("| Case | midge | Peer | Peer time | midge / peer |\n");
-    out.push_str("|---|---:|---|---:|---:|\n");
+    out.push_str("| Case | Midge API | Midge time | Peer | Peer time | midge / peer |\n");
+    out.push_str("|---|---|---:|---|---:|---:|\n");
     for (group, functions) in results {
-        let ours = functions.get(OURS).copied();
-        let ours_text = ours.map_or_else(|| String::from("—"), format_ns);
-        let peers: Vec<(&String, &f64)> = functions.iter().filter(|(f, _)| *f != OURS).collect();
-        if peers.is_empty() {
-            let _ = writeln!(out, "| {group} | {ours_text} | — | — | — |");
+        let ours: Vec<(&String, &f64)> = functions
+            .iter()
+            .filter(|(f, _)| f.starts_with(OURS))
+            .collect();
+        let peers: Vec<(&String, &f64)> = functions
+            .iter()
+            .filter(|(f, _)| !f.starts_with(OURS))
+            .collect();
+        if ours.is_empty() {
+            for (peer, peer_ns) in &peers {
+                let _ = writeln!(
+                    out,
+                    "| {group} | — | — | {peer} | {} | — |",
+                    format_ns(**peer_ns)
+                );
+            }
             continue;
         }
-        for (peer, peer_ns) in peers {
-            let ratio = match ours {
-                Some(ours) if *peer_ns > 0.0 => format!("{:.2}", ours / peer_ns),
-                _ => String::from("—"),
-            };
-            let _ = writeln!(
-                out,
-                "| {group} | {ours_text} | {peer} | {} | {ratio} |",
-                format_ns(*peer_ns)
-            );
+        for (variant, ours_ns) in ours {
+            if peers.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "| {group} | {variant} | {} | — | — | — |",
+                    format_ns(*ours_ns)
+                );
+                continue;
+            }
+            for (peer, peer_ns) in &peers {
+                let ratio = if **peer_ns > 0.0 {
+                    format!("{:.2}", ours_ns / **peer_ns)
+                } else {
+                    String::from("—")
+                };
+                let _ = writeln!(
+                    out,
+                    "| {group} | {variant} | {} | {peer} | {} | {ratio} |",
+                    format_ns(*ours_ns),
+                    format_ns(**peer_ns)
+                );
+            }
         }
     }
     out.push_str("\nRatio = midge median / peer median; below 1.00 means Midge is faster.\n");
@@ -205,15 +230,15 @@ mod tests {
         only_ours.insert("midge".into(), 2_500.0);
         let table = render(&results);
         assert!(
-            table.contains("| encode_connect | 2.50 µs | — | — | — |"),
+            table.contains("| encode_connect | midge | 2.50 µs | — | — | — |"),
             "{table}"
         );
         assert!(
-            table.contains("| sn_decode_register | 50.0 ns | mqtt-sn | 100.0 ns | 0.50 |"),
+            table.contains("| sn_decode_register | midge | 50.0 ns | mqtt-sn | 100.0 ns | 0.50 |"),
             "{table}"
         );
         assert!(
-            table.contains("| sn_decode_register | 50.0 ns | other | 25.0 ns | 2.00 |"),
+            table.contains("| sn_decode_register | midge | 50.0 ns | other | 25.0 ns | 2.00 |"),
             "{table}"
         );
     }

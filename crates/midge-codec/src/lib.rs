@@ -44,6 +44,7 @@
 
 extern crate alloc;
 
+mod borrowed;
 mod decoder;
 mod error;
 mod header;
@@ -51,6 +52,7 @@ mod packet;
 mod types;
 mod wire;
 
+pub use borrowed::{PacketRef, PublishRef};
 pub use decoder::Decoder;
 pub use error::{DecodeError, EncodeError, Field};
 pub use header::{

@@ -216,6 +216,12 @@ fn utf8(bytes: Bytes, field: Field) -> Result<ByteString, DecodeError> {
     ByteString::try_from(bytes).map_err(|_| DecodeError::InvalidUtf8 { field })
 }
 
+/// The topic-name rules for a string already known to be UTF-8.
+#[inline]
+pub(crate) fn check_topic_name(s: &str, field: Field) -> Result<(), DecodeError> {
+    midge_topic::validate_topic_name(s).map_err(|source| topic_error(source, field))
+}
+
 /// A topic-rule failure as a decode error; U+0000 is reported like in any
 /// other string [MQTT-1.5.3-2].
 fn topic_error(source: TopicError, field: Field) -> DecodeError {
@@ -287,7 +293,7 @@ impl Topic {
     pub fn from_bytes(bytes: Bytes, field: Field) -> Result<Self, DecodeError> {
         let s = utf8(bytes, field)?;
         // The topic rules include the U+0000 check [MQTT-4.7.3-2].
-        midge_topic::validate_topic_name(&s).map_err(|source| topic_error(source, field))?;
+        check_topic_name(&s, field)?;
         Ok(Self(MqttString(s)))
     }
 
@@ -307,13 +313,17 @@ impl Topic {
         Self::from_bytes(Bytes::from_static(s.as_bytes()), Field::TopicName)
     }
 
+    /// Copies a `&str` that has passed [`check_topic_name`] already.
+    pub(crate) fn from_checked(s: &str) -> Self {
+        Self(MqttString(ByteString::from(s)))
+    }
+
     /// A topic name from an already checked string.
     ///
     /// # Errors
     /// [`DecodeError::InvalidTopicName`].
     pub fn from_mqtt_string(s: MqttString) -> Result<Self, DecodeError> {
-        midge_topic::validate_topic_name(s.as_str())
-            .map_err(|source| topic_error(source, Field::TopicName))?;
+        check_topic_name(s.as_str(), Field::TopicName)?;
         Ok(Self(s))
     }
 

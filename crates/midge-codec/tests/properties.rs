@@ -10,7 +10,7 @@
 use bytes::{Bytes, BytesMut};
 use midge_codec::{
     ConnAck, Connect, ConnectReturnCode, Decoder, Filter, LastWill, MqttString, Packet, PacketId,
-    Protocol, PubAck, PubComp, PubRec, PubRel, Publish, QoS, QosPid, SubAck, Subscribe,
+    PacketRef, Protocol, PubAck, PubComp, PubRec, PubRel, Publish, QoS, QosPid, SubAck, Subscribe,
     SubscribeFilter, SubscribeReturnCode, Topic, UnsubAck, Unsubscribe,
 };
 use proptest::prelude::*;
@@ -251,5 +251,45 @@ proptest! {
         }
         prop_assert!(buf.is_empty());
         prop_assert_eq!(decoded, packets);
+    }
+
+    /// The borrowed decoder agrees with the owned one on any input: the same
+    /// packets, the same lengths, the same errors.
+    #[test]
+    fn borrowed_decode_agrees_with_owned(
+        packets in prop::collection::vec(packet().prop_filter("3.1.1 only", |p| !matches!(p, Packet::Connect(c) if c.protocol == Protocol::V3_1)), 0..6),
+        noise in prop::collection::vec(any::<u8>(), 0..64),
+    ) {
+        let mut stream = BytesMut::new();
+        for p in &packets {
+            p.encode(&mut stream).unwrap();
+        }
+        stream.extend_from_slice(&noise);
+        let bytes = stream.to_vec();
+        let decoder = Decoder::new();
+        let mut owned = Decoder::new();
+        let mut offset = 0;
+        for _ in 0..=packets.len() + noise.len() {
+            let borrowed = decoder.decode_ref(&bytes[offset..]);
+            let before = stream.len();
+            let expected = owned.decode(&mut stream);
+            match (borrowed, expected) {
+                (Ok(Some((packet_ref, len))), Ok(Some(packet))) => {
+                    prop_assert_eq!(len, before - stream.len());
+                    let as_owned = match packet_ref {
+                        PacketRef::Publish(p) => Packet::Publish(p.to_publish()),
+                        PacketRef::Other(p) => p,
+                    };
+                    prop_assert_eq!(as_owned, packet);
+                    offset += len;
+                }
+                (Ok(None), Ok(None)) => break,
+                (Err(a), Err(b)) => {
+                    prop_assert_eq!(a, b);
+                    break;
+                }
+                (a, b) => prop_assert!(false, "borrowed {:?} but owned {:?}", a, b),
+            }
+        }
     }
 }

@@ -26,6 +26,7 @@ pub use pingreq::PingReq;
 pub use pingresp::PingResp;
 pub use puback::PubAck;
 pub use pubcomp::PubComp;
+pub(crate) use publish::PublishLayout;
 pub use publish::{Publish, QosPid};
 pub use pubrec::PubRec;
 pub use pubrel::PubRel;

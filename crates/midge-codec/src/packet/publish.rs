@@ -1,5 +1,7 @@
 //! PUBLISH (both directions): an application message.
 
+use core::ops::Range;
+
 use bytes::{Buf, BufMut, Bytes};
 
 use crate::error::{DecodeError, Field};
@@ -88,26 +90,51 @@ impl Publish {
         mut frame: Bytes,
         header_len: usize,
     ) -> Result<Self, DecodeError> {
-        // The first byte was validated already: QoS is 0..=2 and DUP is clear
-        // for QoS 0.
-        let qos_bits = (first.flags >> 1) & 0b11;
-        let mut r = Reader::new(&frame, header_len, PacketType::Publish);
-        let topic_range = r.field(Field::TopicName)?;
-        let qos_pid = match qos_bits {
+        let layout = PublishLayout::parse(first, &frame, header_len)?;
+        // [MQTT-3.3.2-1] UTF-8, [MQTT-3.3.2-2] no wildcards.
+        let topic = topic(&frame, layout.topic.clone(), Field::TopicName)?;
+        frame.advance(layout.payload_start);
+        Ok(Self {
+            dup: first.flags & 0b1000 != 0,
+            qos_pid: layout.qos_pid,
+            retain: first.flags & 0b0001 != 0,
+            topic,
+            payload: frame,
+        })
+    }
+}
+
+/// Where a PUBLISH keeps its fields: shared by the owned and borrowed decoders.
+pub(crate) struct PublishLayout {
+    /// Range of the topic name's bytes in the frame.
+    pub(crate) topic: Range<usize>,
+    /// QoS and packet identifier.
+    pub(crate) qos_pid: QosPid,
+    /// Offset of the payload in the frame.
+    pub(crate) payload_start: usize,
+}
+
+impl PublishLayout {
+    /// Reads the variable header of the PUBLISH in `data` (the whole frame).
+    /// The first byte was validated already: QoS is 0..=2 and DUP is clear for
+    /// QoS 0.
+    #[inline]
+    pub(crate) fn parse(
+        first: FirstByte,
+        data: &[u8],
+        header_len: usize,
+    ) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(data, header_len, PacketType::Publish);
+        let topic = r.field(Field::TopicName)?;
+        let qos_pid = match (first.flags >> 1) & 0b11 {
             0 => QosPid::AtMostOnce,
             1 => QosPid::AtLeastOnce(r.packet_id()?),
             _ => QosPid::ExactlyOnce(r.packet_id()?),
         };
-        let payload_start = r.position();
-        // [MQTT-3.3.2-1] UTF-8, [MQTT-3.3.2-2] no wildcards.
-        let topic = topic(&frame, topic_range, Field::TopicName)?;
-        frame.advance(payload_start);
         Ok(Self {
-            dup: first.flags & 0b1000 != 0,
-            qos_pid,
-            retain: first.flags & 0b0001 != 0,
             topic,
-            payload: frame,
+            qos_pid,
+            payload_start: r.position(),
         })
     }
 }
