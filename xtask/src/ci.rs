@@ -15,6 +15,7 @@ const NO_STD_CRATES: &[&str] = &[
     "midge-sn-codec",
     "midge-time",
     "midge-session",
+    "midge-broker",
 ];
 
 /// An embedded target (Cortex-M4F, no OS, no `std`) used to prove the no_std
