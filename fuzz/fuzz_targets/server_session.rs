@@ -14,14 +14,11 @@ use std::collections::BTreeSet;
 
 use bytes::{Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
-use midge_broker::{
-    AckToken, Event, OverflowPolicy, ResumeState, ServerConfig, ServerSession,
-};
-use midge_codec::{
-    ConnectReturnCode, Decoder, Packet, PacketId, Publish, QosPid, SubscribeReturnCode, Topic,
-    QoS,
-};
+use midge_broker::{AckToken, Event, OverflowPolicy, ResumeState, ServerConfig, ServerSession};
 use midge_broker::{Duration, Instant};
+use midge_codec::{
+    ConnectReturnCode, Decoder, Packet, PacketId, Publish, QoS, QosPid, SubscribeReturnCode, Topic,
+};
 
 fn config(bits: u8) -> ServerConfig {
     ServerConfig {
@@ -83,9 +80,16 @@ impl Conn {
             "bytes produced after Closed"
         );
         // What the server sends must decode; the client decoder sees every byte.
-        while let Some(packet) = self.decoder.decode(&mut self.rx).expect("server output decodes") {
+        while let Some(packet) = self
+            .decoder
+            .decode(&mut self.rx)
+            .expect("server output decodes")
+        {
             if !self.seen_connack {
-                assert!(matches!(packet, Packet::ConnAck(_)), "first packet {packet:?}");
+                assert!(
+                    matches!(packet, Packet::ConnAck(_)),
+                    "first packet {packet:?}"
+                );
                 self.seen_connack = true;
             }
             if let Packet::Publish(p) = &packet {
@@ -105,7 +109,9 @@ impl Conn {
                     assert!(!filters.is_empty());
                     self.subscribes.push((packet_id, filters.len()));
                 }
-                Event::Publish { ack: Some(token), .. } => self.tokens.push(token),
+                Event::Publish {
+                    ack: Some(token), ..
+                } => self.tokens.push(token),
                 Event::Closed { .. } => {
                     self.closed = true;
                     self.awaiting_decision = false;
@@ -116,7 +122,11 @@ impl Conn {
         assert_eq!(self.closed, self.session.is_closed());
         let ids: Vec<_> = self.session.inflight_ids().collect();
         let distinct: BTreeSet<_> = ids.iter().collect();
-        assert_eq!(ids.len(), distinct.len(), "two messages in flight with one id");
+        assert_eq!(
+            ids.len(),
+            distinct.len(),
+            "two messages in flight with one id"
+        );
         assert!(self.session.queued_len() <= config.max_queued_messages);
         assert!(self.session.queued_bytes() <= config.max_queued_bytes);
         assert!(self.session.subscription_count() <= config.max_subscriptions_per_client);
@@ -166,7 +176,9 @@ fn run(data: &[u8]) {
             }
             8 => {
                 let accepted = if op & 0x10 != 0 {
-                    conn.session.refuse(now, ConnectReturnCode::NotAuthorized).is_ok()
+                    conn.session
+                        .refuse(now, ConnectReturnCode::NotAuthorized)
+                        .is_ok()
                 } else {
                     let state = if conn.clean_session {
                         ResumeState::default()
