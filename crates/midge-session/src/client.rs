@@ -421,6 +421,9 @@ impl Client {
         now: Instant,
         filters: &[(&str, QoS)],
     ) -> Result<RequestId, UsageError> {
+        if filters.is_empty() {
+            return Err(UsageError::NoFilters);
+        }
         for (filter, _) in filters {
             validate_topic_filter(filter).map_err(UsageError::InvalidTopicFilter)?;
         }
@@ -440,6 +443,9 @@ impl Client {
     /// # Errors
     /// As [`Client::subscribe`].
     pub fn unsubscribe(&mut self, now: Instant, filters: &[&str]) -> Result<RequestId, UsageError> {
+        if filters.is_empty() {
+            return Err(UsageError::NoFilters);
+        }
         for filter in filters {
             validate_topic_filter(filter).map_err(UsageError::InvalidTopicFilter)?;
         }
@@ -448,8 +454,7 @@ impl Client {
             .map(|f| (*f).try_into())
             .collect::<Result<Vec<_>, _>>()
             .map_err(UsageError::InvalidString)?;
-        let empty = list.is_empty();
-        self.request(now, if empty { Some(0) } else { None }, |pid| {
+        self.request(now, None, |pid| {
             Packet::Unsubscribe(Unsubscribe::new(pid, list))
         })
     }
@@ -601,7 +606,7 @@ impl Client {
     }
 
     /// Registers a SUBSCRIBE (`subscribe_filters = Some(n)`) or UNSUBSCRIBE
-    /// (`None`; `Some(0)` marks an empty one) built by `build` around a fresh id.
+    /// (`None`) built by `build` around a fresh id.
     fn request(
         &mut self,
         now: Instant,
@@ -609,9 +614,6 @@ impl Client {
         build: impl FnOnce(PacketId) -> Packet,
     ) -> Result<RequestId, UsageError> {
         let _ = now;
-        if subscribe_filters == Some(0) {
-            return Err(UsageError::NoFilters);
-        }
         if self.requests.len() >= self.config.max_pending_requests {
             return Err(UsageError::TooManyRequests {
                 max: self.config.max_pending_requests,
@@ -878,9 +880,26 @@ impl Client {
         match publish.qos_pid {
             QosPid::AtMostOnce => self.events.push_back(Event::Message { publish, ack: None }),
             QosPid::AtLeastOnce(pid) => {
-                // [MQTT-4.3.2-2]: every QoS 1 PUBLISH is a new message and is
-                // answered with a PUBACK carrying its id.
-                let ack = self.push_pending_ack(pid, QoS::AtLeastOnce, !manual);
+                // [MQTT-4.3.2-2]: every QoS 1 PUBLISH is delivered and is
+                // answered with a PUBACK carrying its id. One whose id still
+                // waits for its PUBACK here can only be the server's resend
+                // (it may not reuse an id we have not acknowledged): it is
+                // delivered again with the same token, and adds no second
+                // entry, which keeps the list bounded by the id space.
+                let existing = self
+                    .pending_acks
+                    .iter()
+                    .find(|p| p.pid == pid && p.qos == QoS::AtLeastOnce)
+                    .map(|p| {
+                        (!p.done).then_some(AckToken {
+                            connection: self.connection,
+                            seq: p.seq,
+                        })
+                    });
+                let ack = match existing {
+                    Some(token) => token,
+                    None => self.push_pending_ack(pid, QoS::AtLeastOnce, !manual),
+                };
                 self.events.push_back(Event::Message { publish, ack });
                 self.flush_acks();
             }

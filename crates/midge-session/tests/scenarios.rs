@@ -985,3 +985,24 @@ fn mqtt_3_14_4_2_nothing_is_sent_after_disconnect() {
         vec![(Some(1), true), (Some(2), false)]
     );
 }
+
+#[test]
+fn a_repeated_qos1_publish_awaiting_a_manual_ack_shares_its_token() {
+    let mut h = Harness::connect(ClientConfig::new("a").with_manual_acks(true));
+    h.server(server_publish("t", QoS::AtLeastOnce, 1, b"a"))
+        .unwrap();
+    h.server(server_publish("t", QoS::AtLeastOnce, 1, b"a"))
+        .unwrap();
+    let tokens: Vec<_> = h
+        .events()
+        .into_iter()
+        .map(|e| match e {
+            Event::Message { ack, .. } => ack.unwrap(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(tokens.len(), 2);
+    assert_eq!(tokens[0], tokens[1]);
+    h.client.ack(h.now, tokens[0]);
+    assert_eq!(h.transmit(), vec![puback(1)]);
+}
