@@ -37,6 +37,7 @@ fn config(bits: u8) -> ServerConfig {
         max_inbound_unacked: 4,
         max_packet_size: if bits & 0x80 != 0 { 64 } else { 4096 },
         max_client_id_len: 16,
+        max_unsent_bytes: if bits & 0x02 != 0 { 1 } else { 1 << 20 },
         ..ServerConfig::default()
     }
 }

@@ -45,12 +45,18 @@ pub struct ServerConfig {
     /// acknowledgement at once; more wait in the queue. Clamped to 1..=65535.
     /// Default 32.
     pub max_inflight: usize,
-    /// Messages waiting for the inflight window (or for CONNACK). At the
-    /// limit, `overflow_policy` applies. Default 1000.
+    /// Messages waiting for the inflight window, the transport or CONNACK.
+    /// At the limit, `overflow_policy` applies. Default 1000.
     pub max_queued_messages: usize,
     /// Topic and payload bytes of the queued messages. At the limit,
     /// `overflow_policy` applies. Default 16 MiB.
     pub max_queued_bytes: usize,
+    /// Encoded bytes not yet taken by `poll_transmit` beyond which delivered
+    /// messages queue instead of being encoded, so that a client that reads
+    /// slowly fills its own queue (with its limits) rather than memory. A
+    /// message is always encoded when less than this waits, so one larger
+    /// than the limit still goes out. At least 1. Default 1 MiB.
+    pub max_unsent_bytes: usize,
     /// What happens to a QoS 1/2 message at a full queue. Default
     /// [`OverflowPolicy::DropNewest`].
     pub overflow_policy: OverflowPolicy,
@@ -102,6 +108,7 @@ impl Default for ServerConfig {
             max_inflight: 32,
             max_queued_messages: 1000,
             max_queued_bytes: 16 * 1024 * 1024,
+            max_unsent_bytes: 1024 * 1024,
             overflow_policy: OverflowPolicy::DropNewest,
             max_subscriptions_per_client: 1000,
             max_client_id_len: 0xFFFF,

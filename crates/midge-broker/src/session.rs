@@ -96,7 +96,10 @@ pub struct ServerSession {
     last_received: Instant,
     next_pid: u16,
     inflight: VecDeque<Outbound>,
+    /// QoS 1/2 messages waiting for the window, CONNACK or the transport.
     queue: VecDeque<Publish>,
+    /// QoS 0 messages waiting for CONNACK or the transport.
+    queue0: VecDeque<Publish>,
     queued_bytes: usize,
     inbound_qos2: BTreeSet<PacketId>,
     pending_acks: VecDeque<PendingAck>,
@@ -115,6 +118,7 @@ impl ServerSession {
         let mut config = config;
         config.max_inflight = config.max_inflight.clamp(1, usize::from(u16::MAX));
         config.max_inbound_unacked = config.max_inbound_unacked.max(1);
+        config.max_unsent_bytes = config.max_unsent_bytes.max(1);
         let decoder = Decoder::new().with_max_packet_size(config.max_packet_size);
         let deadline = now.saturating_add(config.connect_timeout);
         Self {
@@ -133,6 +137,7 @@ impl ServerSession {
             next_pid: 0,
             inflight: VecDeque::new(),
             queue: VecDeque::new(),
+            queue0: VecDeque::new(),
             queued_bytes: 0,
             inbound_qos2: BTreeSet::new(),
             pending_acks: VecDeque::new(),
@@ -257,8 +262,9 @@ impl ServerSession {
         // Messages from the previous connection are older than those
         // delivered while the CONNECT awaited this decision.
         let early = core::mem::take(&mut self.queue);
+        let early0 = core::mem::take(&mut self.queue0);
         self.queued_bytes = 0;
-        for p in resume.queued.into_iter().chain(early) {
+        for p in resume.queued.into_iter().chain(early).chain(early0) {
             let _ = self.deliver(now, p);
         }
         let _ = self.process_input(now);
@@ -359,11 +365,14 @@ impl ServerSession {
     /// one); the session assigns a packet id not in use [MQTT-2.3.1-4] and
     /// clears DUP [MQTT-3.3.1-3].
     ///
-    /// QoS 0 goes out at once once connected; QoS 1/2 go out within
-    /// [`ServerConfig::max_inflight`] and queue behind each other in
-    /// delivery order otherwise [MQTT-4.6.0-6]. Before CONNACK everything
-    /// queues. At the queue's limits, [`ServerConfig::overflow_policy`]
-    /// applies; QoS 0 is always dropped there.
+    /// Once connected, a message is encoded at once while fewer than
+    /// [`ServerConfig::max_unsent_bytes`] wait for `poll_transmit` and, for
+    /// QoS 1/2, while [`ServerConfig::max_inflight`] has room; otherwise it
+    /// queues behind the earlier messages of its QoS, so each QoS keeps the
+    /// router's delivery order [MQTT-4.6.0-6] (QoS 0 is not held back by the
+    /// inflight window). Before CONNACK everything queues. At the queue's
+    /// limits, [`ServerConfig::overflow_policy`] applies; QoS 0 is always
+    /// dropped there.
     pub fn deliver(&mut self, _now: Instant, publish: Publish) -> DeliverOutcome {
         if self.state == State::Closed {
             self.stats.dropped_closed += 1;
@@ -381,13 +390,14 @@ impl ServerSession {
             self.stats.dropped_invalid += 1;
             return DeliverOutcome::Dropped(DropReason::Invalid);
         }
-        if self.state == State::Connected {
+        if self.state == State::Connected && self.out.len() < self.config.max_unsent_bytes {
             if publish.qos() == QoS::AtMostOnce {
-                publish.qos_pid = QosPid::AtMostOnce;
-                self.send(&publish);
-                return DeliverOutcome::Sent;
-            }
-            if self.queue.is_empty() && self.inflight.len() < self.config.max_inflight {
+                if self.queue0.is_empty() {
+                    publish.qos_pid = QosPid::AtMostOnce;
+                    self.send(&publish);
+                    return DeliverOutcome::Sent;
+                }
+            } else if self.queue.is_empty() && self.inflight.len() < self.config.max_inflight {
                 if let Some(pid) = self.free_packet_id() {
                     self.send_tracked(pid, publish);
                     return DeliverOutcome::Sent;
@@ -407,8 +417,13 @@ impl ServerSession {
     // ----- outputs ------------------------------------------------------
 
     /// Appends the bytes to send to `buf` and returns how many; 0 when there
-    /// is nothing. Call after every input until it returns 0.
+    /// is nothing. Call after every input until it returns 0, or until the
+    /// transport cannot take more: each call first moves queued messages out
+    /// (up to about [`ServerConfig::max_unsent_bytes`]), so a caller that
+    /// stops calling while its socket is full keeps the rest queued and
+    /// bounded.
     pub fn poll_transmit(&mut self, _now: Instant, buf: &mut BytesMut) -> usize {
+        self.release();
         let n = self.out.len();
         if n > 0 {
             buf.extend_from_slice(&self.out);
@@ -499,7 +514,7 @@ impl ServerSession {
 
     /// Messages waiting in the queue.
     pub fn queued_len(&self) -> usize {
-        self.queue.len()
+        self.queue.len().saturating_add(self.queue0.len())
     }
 
     /// Topic and payload bytes waiting in the queue.
@@ -921,31 +936,27 @@ impl ServerSession {
         self.inflight.push_back(Outbound { pid, stage });
     }
 
-    /// Moves queued messages out while the window has room.
+    /// Moves queued messages out while the transport buffer and (for QoS
+    /// 1/2) the window have room.
     fn release(&mut self) {
-        while self.state == State::Connected {
-            let Some(front) = self.queue.front() else {
-                return;
-            };
-            let qos = front.qos();
-            if qos != QoS::AtMostOnce && self.inflight.len() >= self.config.max_inflight {
-                return;
-            }
-            let pid = if qos == QoS::AtMostOnce {
-                None
+        while self.state == State::Connected && self.out.len() < self.config.max_unsent_bytes {
+            let window_open = self.inflight.len() < self.config.max_inflight;
+            let pid = if window_open && !self.queue.is_empty() {
+                self.free_packet_id()
             } else {
-                match self.free_packet_id() {
-                    Some(pid) => Some(pid),
-                    None => return,
-                }
+                None
             };
-            let Some(publish) = self.queue.pop_front() else {
+            if let Some(pid) = pid {
+                let Some(publish) = self.queue.pop_front() else {
+                    return;
+                };
+                self.queued_bytes = self.queued_bytes.saturating_sub(message_size(&publish));
+                self.send_tracked(pid, publish);
+            } else if let Some(publish) = self.queue0.pop_front() {
+                self.queued_bytes = self.queued_bytes.saturating_sub(message_size(&publish));
+                self.send(&publish);
+            } else {
                 return;
-            };
-            self.queued_bytes = self.queued_bytes.saturating_sub(message_size(&publish));
-            match pid {
-                Some(pid) => self.send_tracked(pid, publish),
-                None => self.send(&publish),
             }
         }
     }
@@ -953,7 +964,7 @@ impl ServerSession {
     fn enqueue(&mut self, publish: Publish) -> DeliverOutcome {
         let size = message_size(&publish);
         let fits = |s: &Self| {
-            s.queue.len() < s.config.max_queued_messages
+            s.queue.len().saturating_add(s.queue0.len()) < s.config.max_queued_messages
                 && s.queued_bytes.saturating_add(size) <= s.config.max_queued_bytes
         };
         if !fits(self) {
@@ -970,7 +981,7 @@ impl ServerSession {
                 return DeliverOutcome::Dropped(DropReason::QueueFull);
             }
             while !fits(self) {
-                let Some(old) = self.queue.pop_front() else {
+                let Some(old) = self.queue.pop_front().or_else(|| self.queue0.pop_front()) else {
                     break;
                 };
                 self.queued_bytes = self.queued_bytes.saturating_sub(message_size(&old));
@@ -978,7 +989,11 @@ impl ServerSession {
             }
         }
         self.queued_bytes = self.queued_bytes.saturating_add(size);
-        self.queue.push_back(publish);
+        if publish.qos() == QoS::AtMostOnce {
+            self.queue0.push_back(publish);
+        } else {
+            self.queue.push_back(publish);
+        }
         DeliverOutcome::Queued
     }
 }

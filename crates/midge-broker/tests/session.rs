@@ -1218,3 +1218,43 @@ fn stats_count_bytes_and_packets() {
     assert_eq!(stats.bytes_out, 4 + 2);
     assert_eq!(stats.packets_in, 2);
 }
+
+#[test]
+fn a_slow_reader_fills_its_own_bounded_queue_not_memory() {
+    let mut h = Harness::connected(
+        ServerConfig {
+            max_unsent_bytes: 8,
+            max_queued_messages: 2,
+            ..ServerConfig::default()
+        },
+        connect("c", true, 0),
+    );
+    let outcomes: Vec<_> = [b"one", b"two", b"thr", b"fou"]
+        .into_iter()
+        .map(|p| h.session.deliver(h.now, message("t", QoS::AtMostOnce, p)))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            DeliverOutcome::Sent,
+            DeliverOutcome::Queued,
+            DeliverOutcome::Queued,
+            DeliverOutcome::Dropped(DropReason::QueueFull)
+        ]
+    );
+    assert_eq!(h.session.stats().dropped_qos0, 1);
+    // Each poll hands out what is encoded, then the queue refills it.
+    let mut buf = bytes::BytesMut::new();
+    let mut polls = 0;
+    while h.session.poll_transmit(h.now, &mut buf) > 0 {
+        polls += 1;
+        assert!(h.session.queued_len() <= 2);
+    }
+    assert_eq!(polls, 3);
+    let mut decoder = midge_codec::Decoder::new();
+    let mut payloads = Vec::new();
+    while let Some(Packet::Publish(p)) = decoder.decode(&mut buf).unwrap() {
+        payloads.push(p.payload);
+    }
+    assert_eq!(payloads, [&b"one"[..], &b"two"[..], &b"thr"[..]]);
+}
