@@ -151,7 +151,6 @@ fn mqtt_3_1_3_5_short_alphanumeric_and_long_utf8_ids_are_accepted() {
     }
 }
 
-// covers: MQTT-3.1.3-7
 #[test]
 fn mqtt_3_1_3_6_empty_client_id_gets_a_unique_generated_id() {
     let mut ids = Vec::new();
@@ -176,6 +175,7 @@ fn mqtt_3_1_3_6_empty_client_id_gets_a_unique_generated_id() {
     assert_ne!(ids[0], ids[1]);
 }
 
+// covers: MQTT-3.1.3-7
 #[test]
 fn mqtt_3_1_3_8_empty_id_with_clean_session_0_is_refused_0x02() {
     let mut h = Harness::new(ServerConfig::default());
@@ -299,7 +299,6 @@ fn mqtt_3_2_2_1_clean_session_has_session_present_0() {
     );
 }
 
-// covers: MQTT-3.1.2-4
 #[test]
 fn mqtt_3_2_2_2_resumed_session_has_session_present_1() {
     let mut h = Harness::new(ServerConfig::default());
@@ -382,9 +381,8 @@ fn mqtt_3_1_4_5_input_after_a_refused_connect_is_not_processed() {
     assert!(published(&events).is_empty());
 }
 
-// covers: MQTT-3.2.0-1
 #[test]
-fn mqtt_3_1_4_3_pipelined_input_waits_for_the_decision() {
+fn mqtt_3_2_0_1_pipelined_input_and_deliveries_wait_for_connack() {
     let mut h = Harness::new(ServerConfig::default());
     let mut bytes = encode(connect("c", true, 0));
     bytes.extend_from_slice(&encode(Packet::PingReq));
@@ -566,7 +564,7 @@ fn mqtt_3_1_2_8_will_is_due_after_a_protocol_violation() {
 }
 
 #[test]
-fn mqtt_3_1_4_2_server_close_for_takeover_reports_the_will() {
+fn server_close_reports_the_will() {
     let mut h = Harness::connected(ServerConfig::default(), connect_with_will("c"));
     h.session.close(h.now);
     assert_eq!(closed(&h.events()), Some((CloseReason::ServerClosed, true)));
@@ -849,7 +847,7 @@ fn mqtt_3_8_4_5_filters_over_the_subscription_limit_get_0x80() {
     ));
 }
 
-// covers: MQTT-3.10.4-5, MQTT-3.10.4-1
+// covers: MQTT-3.10.4-5
 #[test]
 fn mqtt_3_10_4_4_unsuback_has_the_unsubscribe_id_even_for_nothing() {
     let mut h = Harness::connected(ServerConfig::default(), connect("c", true, 0));
@@ -1108,7 +1106,7 @@ fn queue_byte_limit_applies_and_qos0_is_dropped_at_a_full_queue() {
 
 // ----- persistent session hand-over --------------------------------------
 
-// covers: MQTT-4.6.0-1, MQTT-3.3.1-1, MQTT-2.3.1-3, MQTT-3.1.2-5
+// covers: MQTT-4.6.0-1, MQTT-3.3.1-1, MQTT-2.3.1-3, MQTT-3.1.2-4
 #[test]
 fn mqtt_4_4_0_1_resume_resends_inflight_with_dup_and_same_ids() {
     let config = small_window(2);
@@ -1257,4 +1255,26 @@ fn a_slow_reader_fills_its_own_bounded_queue_not_memory() {
         payloads.push(p.payload);
     }
     assert_eq!(payloads, [&b"one"[..], &b"two"[..], &b"thr"[..]]);
+}
+
+#[test]
+fn mqtt_3_10_4_1_unsubscribe_removes_only_the_exact_filter() {
+    let mut h = Harness::connected(ServerConfig::default(), connect("c", true, 0));
+    h.send(subscribe(1, &[("a/+", QoS::AtMostOnce)])).unwrap();
+    h.events();
+    h.session
+        .suback(
+            h.now,
+            pid(1),
+            vec![SubscribeReturnCode::Success(QoS::AtMostOnce)],
+        )
+        .unwrap();
+    assert_eq!(h.session.subscription_count(), 1);
+    // "a/b" matches "a/+" but is not the same filter.
+    h.send(Unsubscribe::new(pid(2), vec![filter("a/b"), filter("a/#")]))
+        .unwrap();
+    assert_eq!(h.session.subscription_count(), 1);
+    h.send(Unsubscribe::new(pid(3), vec![filter("a/+")]))
+        .unwrap();
+    assert_eq!(h.session.subscription_count(), 0);
 }
