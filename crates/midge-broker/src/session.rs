@@ -7,8 +7,8 @@ use alloc::vec::Vec;
 use bytes::BytesMut;
 use midge_codec::{
     ConnAck, Connect, ConnectReturnCode, DecodeError, Decoder, Encode, Filter, MqttString, Packet,
-    PacketId, PingResp, PubAck, PubComp, PubRec, PubRel, Publish, QoS, QosPid, SubAck, Subscribe,
-    SubscribeFilter, SubscribeReturnCode, UnsubAck, Unsubscribe, MAX_REMAINING_LENGTH,
+    PacketId, PingResp, Protocol, PubAck, PubComp, PubRec, PubRel, Publish, QoS, QosPid, SubAck,
+    Subscribe, SubscribeFilter, SubscribeReturnCode, UnsubAck, Unsubscribe, MAX_REMAINING_LENGTH,
 };
 use midge_time::{Duration, Instant};
 
@@ -193,7 +193,8 @@ impl ServerSession {
     // ----- router decisions ---------------------------------------------
 
     /// Accepts the pending CONNECT: sends CONNACK 0x00 with `session_present`
-    /// [MQTT-3.2.2-2] [MQTT-3.2.2-3], then resends `resume`'s inflight
+    /// [MQTT-3.2.2-2] [MQTT-3.2.2-3] (always 0 for an MQTT 3.1 client, whose
+    /// CONNACK has no such flag), then resends `resume`'s inflight
     /// messages with DUP 1 and their ids, in order [MQTT-4.4.0-1], then its
     /// queued messages within the window, then processes input that arrived
     /// meanwhile (a protocol error there closes the session with
@@ -228,6 +229,9 @@ impl ServerSession {
 
         self.state = State::Connected;
         self.last_received = now;
+        // MQTT 3.1 has no session-present flag: its CONNACK flags byte is all
+        // reserved, and a strict 3.1 client rejects a set bit.
+        let session_present = session_present && self.decoder.protocol() != Protocol::V3_1;
         // [MQTT-3.2.0-1] CONNACK is the first thing the client hears from us.
         self.send(&ConnAck::new(ConnectReturnCode::Accepted, session_present));
 

@@ -1278,3 +1278,24 @@ fn mqtt_3_10_4_1_unsubscribe_removes_only_the_exact_filter() {
         .unwrap();
     assert_eq!(h.session.subscription_count(), 0);
 }
+
+#[test]
+fn mqtt_3_1_client_gets_a_connack_without_session_present() {
+    let mut h = Harness::new(ServerConfig::default());
+    let mut c = connect("c", false, 0);
+    c.protocol = midge_codec::Protocol::V3_1;
+    h.send(c).unwrap();
+    assert!(matches!(
+        h.events().as_slice(),
+        [Event::ConnectRequest {
+            protocol: midge_codec::Protocol::V3_1,
+            ..
+        }]
+    ));
+    h.session
+        .accept(h.now, true, ResumeState::default())
+        .unwrap();
+    let mut buf = bytes::BytesMut::new();
+    while h.session.poll_transmit(h.now, &mut buf) > 0 {}
+    assert_eq!(&buf[..], &[0x20, 0x02, 0x00, 0x00]);
+}
