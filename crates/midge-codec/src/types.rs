@@ -277,6 +277,46 @@ string_like!(MqttString);
 string_like!(Topic);
 string_like!(Filter);
 
+/// Accessors of the two `MqttString` wrappers.
+macro_rules! wrapper_accessors {
+    ($name:ident, $what:literal) => {
+        impl $name {
+            #[doc = concat!("The ", $what, ".")]
+            #[inline]
+            pub fn as_str(&self) -> &str {
+                self.0.as_str()
+            }
+
+            /// The encoded bytes.
+            #[inline]
+            pub fn as_bytes(&self) -> &[u8] {
+                self.0.as_bytes()
+            }
+
+            #[doc = concat!("The string, without the ", $what, " guarantee.")]
+            #[inline]
+            pub fn into_inner(self) -> MqttString {
+                self.0
+            }
+
+            /// Length in bytes.
+            #[inline]
+            pub fn len(&self) -> usize {
+                self.0.len()
+            }
+
+            #[doc = concat!("Always false: a ", $what, " has at least one character.")]
+            #[inline]
+            pub fn is_empty(&self) -> bool {
+                self.0.is_empty()
+            }
+        }
+    };
+}
+
+wrapper_accessors!(Topic, "topic name");
+wrapper_accessors!(Filter, "topic filter");
+
 /// A topic name as PUBLISH and the will carry it: an [`MqttString`] that is also
 /// non-empty and free of wildcards [MQTT-3.3.2-2] [MQTT-4.7.3-1], checked once
 /// when the value is built (by `midge-topic`, the one definition of the rules).
@@ -326,36 +366,6 @@ impl Topic {
         check_topic_name(s.as_str(), Field::TopicName)?;
         Ok(Self(s))
     }
-
-    /// The topic name.
-    #[inline]
-    pub fn as_str(&self) -> &str {
-        self.0.as_str()
-    }
-
-    /// The encoded bytes.
-    #[inline]
-    pub fn as_bytes(&self) -> &[u8] {
-        self.0.as_bytes()
-    }
-
-    /// The string, without the topic guarantee.
-    #[inline]
-    pub fn into_inner(self) -> MqttString {
-        self.0
-    }
-
-    /// Length in bytes.
-    #[inline]
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// Always false: a topic name has at least one character.
-    #[inline]
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
 }
 
 /// A topic filter as SUBSCRIBE and UNSUBSCRIBE carry it: an [`MqttString`] that
@@ -396,35 +406,5 @@ impl Filter {
     /// As [`Filter::from_bytes`].
     pub fn from_static(s: &'static str) -> Result<Self, DecodeError> {
         Self::from_bytes(Bytes::from_static(s.as_bytes()))
-    }
-
-    /// The filter.
-    #[inline]
-    pub fn as_str(&self) -> &str {
-        self.0.as_str()
-    }
-
-    /// The encoded bytes.
-    #[inline]
-    pub fn as_bytes(&self) -> &[u8] {
-        self.0.as_bytes()
-    }
-
-    /// The string, without the filter guarantee.
-    #[inline]
-    pub fn into_inner(self) -> MqttString {
-        self.0
-    }
-
-    /// Length in bytes.
-    #[inline]
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// Always false: a filter has at least one character.
-    #[inline]
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
     }
 }
