@@ -88,12 +88,17 @@ extern crate alloc;
 mod config;
 mod error;
 mod event;
+pub mod router;
 mod session;
 
 pub use config::{OverflowPolicy, ServerConfig};
 pub use error::{ProtocolError, UsageError};
 pub use event::{
     AckToken, CloseReason, DeliverOutcome, DropReason, Event, InflightMessage, ResumeState, Stats,
+};
+pub use router::{
+    Action, AllowAll, Auth, ConnId, ConnectRequest, MemoryStore, Router, RouterConfig, RouterStats,
+    Store,
 };
 pub use session::ServerSession;
 

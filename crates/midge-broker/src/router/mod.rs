@@ -1,0 +1,1059 @@
+//! The [`Router`]: the broker's sessions registry, subscriptions, retained
+//! messages and wills, as one sans-IO machine.
+//!
+//! What it does: takes over a client id that connects again [MQTT-3.1.4-2];
+//! keeps persistent sessions (subscriptions, inflight and queued QoS 1/2
+//! messages) while they are offline [MQTT-3.1.2-4] [MQTT-3.1.2-5] and
+//! discards clean ones [MQTT-3.1.2-6]; matches publications with the
+//! `midge-topic` index (so `$` topics escape leading wildcards) and delivers
+//! each once per session at the highest granted QoS [MQTT-3.3.5-1]; stores,
+//! replaces and deletes retained messages [MQTT-3.3.1-5] [MQTT-3.3.1-10];
+//! publishes wills on an abnormal close only [MQTT-3.1.2-8]; shares
+//! `$share/{group}/{filter}` subscriptions round robin; calls an [`Auth`]
+//! hook and records durable state through a [`Store`]. Every table has a
+//! limit in [`RouterConfig`], and every drop is counted in [`RouterStats`].
+//!
+//! What it deliberately does not do: talk to sockets, read a clock, or
+//! speak the wire protocol (each connection's [`ServerSession`] does that).
+//! It is a single shard: the cross-core sharding described in
+//! `ARCHITECTURE.md` is not built yet, so one `Router` holds all sessions.
+//!
+//! # Driving it
+//!
+//! The adapter gives every connection a [`ConnId`] and forwards each
+//! [`Event`] of its [`ServerSession`] to the matching `handle_*` method,
+//! then drains [`Router::poll_action`] and applies each [`Action`] to the
+//! session it names. [`Action::Close`] (a takeover) must be applied, and
+//! the closed session's [`Event::Closed`] forwarded with its
+//! [`ServerSession::into_resume_state`]: the new connection's
+//! [`Action::Accept`] comes only then, carrying the old connection's
+//! inflight state.
+//!
+//! Key types: [`Router`], [`RouterConfig`], [`Action`], [`ConnId`],
+//! [`ConnectRequest`], [`RouterStats`], [`Auth`], [`Store`].
+//!
+//! [`ServerSession`]: crate::ServerSession
+//! [`ServerSession::into_resume_state`]: crate::ServerSession::into_resume_state
+//! [`Event`]: crate::Event
+//! [`Event::Closed`]: crate::Event::Closed
+
+mod auth;
+mod store;
+
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::num::NonZeroU16;
+
+use bytes::Bytes;
+use midge_codec::{
+    ConnectReturnCode, Filter, LastWill, MqttString, PacketId, Publish, QoS, QosPid,
+    SubscribeFilter, SubscribeReturnCode,
+};
+use midge_time::{Duration, Instant};
+use midge_topic::{matches_str, SubscriptionFilter, SubscriptionIndex, TopicFilter};
+
+pub use auth::{AllowAll, Auth};
+pub use store::{MemoryStore, Store};
+
+use crate::config::OverflowPolicy;
+use crate::event::{Event, InflightMessage, ResumeState};
+
+/// The adapter's name for one connection (one [`ServerSession`](crate::ServerSession)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConnId(pub u64);
+
+/// The limits and switches of a [`Router`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouterConfig {
+    /// Connections accepted at once; one more CONNECT is refused with 0x03
+    /// (server unavailable), counted in [`RouterStats::refused_connections`].
+    /// A takeover of a connected client id does not count as one more.
+    /// Default 10 000.
+    pub max_connections: usize,
+    /// Subscriptions one client may hold; a new filter beyond it gets 0x80,
+    /// counted in [`RouterStats::refused_subscriptions`]. Default 1000.
+    pub max_subscriptions_per_client: usize,
+    /// Messages kept for one offline persistent session (its queue plus its
+    /// inflight messages). At the limit, `offline_overflow` applies.
+    /// Default 1000.
+    pub max_offline_messages: usize,
+    /// Topic and payload bytes kept for one offline session. At the limit,
+    /// `offline_overflow` applies. Default 16 MiB.
+    pub max_offline_bytes: usize,
+    /// Which message goes at a full offline queue: the new one
+    /// ([`OverflowPolicy::DropNewest`], counted in
+    /// [`RouterStats::offline_dropped_newest`]) or the oldest queued ones
+    /// ([`OverflowPolicy::DropOldest`], counted in
+    /// [`RouterStats::offline_dropped_oldest`]). Inflight messages are never
+    /// evicted. Default `DropNewest`.
+    pub offline_overflow: OverflowPolicy,
+    /// Whether QoS 0 messages are queued for offline persistent sessions
+    /// too. Default false (they are dropped, counted in
+    /// [`RouterStats::offline_dropped_qos0`]).
+    pub queue_qos0_offline: bool,
+    /// Whether clients may publish to topics starting with `$SYS`. When
+    /// false (the default), such messages are dropped and counted in
+    /// [`RouterStats::sys_publishes_dropped`].
+    pub allow_client_sys_publish: bool,
+    /// Retained messages kept at once; a retained message for one more topic
+    /// is forwarded but not stored, counted in
+    /// [`RouterStats::retained_refused`]. Replacing or deleting is always
+    /// possible. Default 100 000.
+    pub max_retained_messages: usize,
+    /// How long an abandoned persistent session is kept after its
+    /// connection ends; `None` (the default) keeps it until the client
+    /// connects with CleanSession 1.
+    pub session_expiry: Option<Duration>,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 10_000,
+            max_subscriptions_per_client: 1000,
+            max_offline_messages: 1000,
+            max_offline_bytes: 16 * 1024 * 1024,
+            offline_overflow: OverflowPolicy::DropNewest,
+            queue_qos0_offline: false,
+            allow_client_sys_publish: false,
+            max_retained_messages: 100_000,
+            session_expiry: None,
+        }
+    }
+}
+
+/// Counters of a [`Router`]: every message or request it does not carry out
+/// is counted here.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RouterStats {
+    /// CONNECTs refused for `max_connections`.
+    pub refused_connections: u64,
+    /// CONNECTs refused by [`Auth::connect`].
+    pub denied_connections: u64,
+    /// Publications dropped because [`Auth::may_publish`] said no.
+    pub denied_publishes: u64,
+    /// SUBSCRIBE filters refused by [`Auth::may_subscribe`].
+    pub denied_subscriptions: u64,
+    /// SUBSCRIBE filters refused by `max_subscriptions_per_client` or as
+    /// malformed shared subscriptions.
+    pub refused_subscriptions: u64,
+    /// Client publications to `$SYS` topics dropped.
+    pub sys_publishes_dropped: u64,
+    /// Retained messages not stored because of `max_retained_messages`.
+    pub retained_refused: u64,
+    /// New messages dropped at a full offline queue.
+    pub offline_dropped_newest: u64,
+    /// Queued messages evicted from a full offline queue.
+    pub offline_dropped_oldest: u64,
+    /// QoS 0 messages not queued for offline sessions.
+    pub offline_dropped_qos0: u64,
+    /// Persistent sessions removed by `session_expiry`.
+    pub expired_sessions: u64,
+    /// Wills published.
+    pub wills_published: u64,
+    /// Messages of a closed clean share-group member sent to another member.
+    pub shared_redispatched: u64,
+    /// Messages of a closed clean share-group member that no live member
+    /// could take; dropped.
+    pub shared_lost: u64,
+    /// Unacknowledged messages discarded with a clean session.
+    pub clean_session_discarded: u64,
+    /// Events for connections the router does not know (ignored).
+    pub unknown_connections: u64,
+}
+
+/// The fields of [`Event::ConnectRequest`] the router needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectRequest {
+    /// The client id (generated or not).
+    pub client_id: MqttString,
+    /// The CleanSession flag.
+    pub clean_session: bool,
+    /// The will, if any.
+    pub will: Option<LastWill>,
+    /// The user name, if any.
+    pub username: Option<MqttString>,
+    /// The password, if any.
+    pub password: Option<Bytes>,
+}
+
+impl ConnectRequest {
+    /// A request without will or credentials.
+    #[must_use]
+    pub fn new(client_id: MqttString, clean_session: bool) -> Self {
+        Self {
+            client_id,
+            clean_session,
+            will: None,
+            username: None,
+            password: None,
+        }
+    }
+
+    /// The request inside an [`Event::ConnectRequest`]; `None` for any
+    /// other event.
+    #[must_use]
+    pub fn from_event(event: &Event) -> Option<Self> {
+        match event {
+            Event::ConnectRequest {
+                client_id,
+                clean_session,
+                will,
+                username,
+                password,
+                ..
+            } => Some(Self {
+                client_id: client_id.clone(),
+                clean_session: *clean_session,
+                will: will.clone(),
+                username: username.clone(),
+                password: password.clone(),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// A decision for one connection's [`ServerSession`](crate::ServerSession);
+/// drain with [`Router::poll_action`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Action {
+    /// Call [`accept`](crate::ServerSession::accept) with these values.
+    Accept {
+        /// The connection.
+        conn: ConnId,
+        /// Whether a stored session was resumed [MQTT-3.2.2-2].
+        session_present: bool,
+        /// The stored state, queued messages included.
+        resume: ResumeState,
+    },
+    /// Call [`refuse`](crate::ServerSession::refuse) with `code`.
+    Refuse {
+        /// The connection.
+        conn: ConnId,
+        /// The CONNACK return code.
+        code: ConnectReturnCode,
+    },
+    /// Call [`suback`](crate::ServerSession::suback).
+    SubAck {
+        /// The connection.
+        conn: ConnId,
+        /// The SUBSCRIBE's packet id.
+        packet_id: PacketId,
+        /// One code per filter handed to [`Router::handle_subscribe`].
+        results: Vec<SubscribeReturnCode>,
+    },
+    /// Call [`deliver`](crate::ServerSession::deliver). The QoS is already
+    /// the granted one; its packet id is a placeholder the session replaces.
+    Deliver {
+        /// The connection.
+        conn: ConnId,
+        /// The message.
+        publish: Publish,
+    },
+    /// Call [`close`](crate::ServerSession::close) (a takeover), then
+    /// forward the session's `Event::Closed` as usual.
+    Close {
+        /// The connection.
+        conn: ConnId,
+    },
+}
+
+/// Where a session's connection stands.
+#[derive(Debug, Clone)]
+enum Link {
+    /// Connected on this connection.
+    Online(ConnId),
+    /// No connection since this instant (persistent sessions only).
+    Offline(Instant),
+    /// `old` was told to close; `new` is accepted once it has.
+    Handover {
+        old: ConnId,
+        new: ConnId,
+        request: ConnectRequest,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct Session {
+    clean: bool,
+    link: Link,
+    username: Option<String>,
+    will: Option<LastWill>,
+    subs: BTreeMap<Filter, QoS>,
+    /// Offline state: inflight, queued, inbound QoS 2 ids.
+    offline: ResumeState,
+    offline_bytes: usize,
+}
+
+impl Session {
+    fn new(clean: bool, link: Link) -> Self {
+        Self {
+            clean,
+            link,
+            username: None,
+            will: None,
+            subs: BTreeMap::new(),
+            offline: ResumeState::default(),
+            offline_bytes: 0,
+        }
+    }
+
+    fn online(&self) -> Option<ConnId> {
+        match self.link {
+            Link::Online(conn) => Some(conn),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct ShareGroup {
+    /// Members and their granted QoS, in subscription order.
+    members: Vec<(String, QoS)>,
+    /// Round-robin position.
+    next: usize,
+}
+
+/// The broker's router, one shard holding every session (see the module
+/// documentation).
+#[derive(Debug)]
+pub struct Router<S: Store, A: Auth> {
+    config: RouterConfig,
+    store: S,
+    auth: A,
+    sessions: BTreeMap<String, Session>,
+    conns: BTreeMap<ConnId, String>,
+    index: SubscriptionIndex<String, QoS>,
+    /// Share groups by (group, filter).
+    groups: BTreeMap<(String, String), ShareGroup>,
+    /// The filters of the share groups; the key is the group name.
+    shared_index: SubscriptionIndex<String, ()>,
+    retained: BTreeMap<String, Publish>,
+    actions: VecDeque<Action>,
+    stats: RouterStats,
+}
+
+/// The packet id of a message the router hands out; the session assigns
+/// the real one.
+fn placeholder_pid() -> PacketId {
+    PacketId::from(NonZeroU16::MIN)
+}
+
+fn with_qos(mut publish: Publish, qos: QoS) -> Publish {
+    publish.dup = false;
+    publish.qos_pid = match qos {
+        QoS::AtMostOnce => QosPid::AtMostOnce,
+        QoS::AtLeastOnce => QosPid::AtLeastOnce(placeholder_pid()),
+        QoS::ExactlyOnce => QosPid::ExactlyOnce(placeholder_pid()),
+    };
+    publish
+}
+
+fn message_bytes(publish: &Publish) -> usize {
+    publish.topic.len().saturating_add(publish.payload.len())
+}
+
+fn state_bytes(state: &ResumeState) -> usize {
+    let inflight = state.inflight.iter().map(|m| match m {
+        InflightMessage::Publish(p) => message_bytes(p),
+        InflightMessage::PubRel(_) => 0,
+    });
+    inflight
+        .chain(state.queued.iter().map(message_bytes))
+        .fold(0, usize::saturating_add)
+}
+
+impl<S: Store, A: Auth> Router<S, A> {
+    /// A router with no sessions.
+    pub fn new(config: RouterConfig, store: S, auth: A) -> Self {
+        Self {
+            config,
+            store,
+            auth,
+            sessions: BTreeMap::new(),
+            conns: BTreeMap::new(),
+            index: SubscriptionIndex::new(),
+            groups: BTreeMap::new(),
+            shared_index: SubscriptionIndex::new(),
+            retained: BTreeMap::new(),
+            actions: VecDeque::new(),
+            stats: RouterStats::default(),
+        }
+    }
+
+    // ----- inputs -------------------------------------------------------
+
+    /// A connection's [`Event::ConnectRequest`]. Answers with
+    /// [`Action::Refuse`], [`Action::Accept`], or, when the client id is
+    /// connected elsewhere, [`Action::Close`] for the earlier connection
+    /// [MQTT-3.1.4-2] with the `Accept` following its close.
+    pub fn handle_connect(&mut self, now: Instant, conn: ConnId, request: ConnectRequest) {
+        let client_id = request.client_id.as_str().to_string();
+        let existing = self.sessions.get(&client_id).map(|s| s.link.clone());
+        let takeover = matches!(
+            existing,
+            Some(Link::Online(_)) | Some(Link::Handover { .. })
+        );
+        if !takeover && self.conns.len() >= self.config.max_connections {
+            self.stats.refused_connections += 1;
+            self.actions.push_back(Action::Refuse {
+                conn,
+                code: ConnectReturnCode::ServerUnavailable,
+            });
+            return;
+        }
+        let verdict = self.auth.connect(
+            &client_id,
+            request.username.as_ref().map(MqttString::as_str),
+            request.password.as_deref(),
+        );
+        if let Err(code) = verdict {
+            self.stats.denied_connections += 1;
+            let code = if code == ConnectReturnCode::Accepted {
+                ConnectReturnCode::NotAuthorized
+            } else {
+                code
+            };
+            self.actions.push_back(Action::Refuse { conn, code });
+            return;
+        }
+        self.conns.insert(conn, client_id.clone());
+        match existing {
+            Some(Link::Online(old)) => {
+                if let Some(session) = self.sessions.get_mut(&client_id) {
+                    session.link = Link::Handover {
+                        old,
+                        new: conn,
+                        request,
+                    };
+                    // The old connection's will is superseded by the new
+                    // CONNECT: a takeover is not an abnormal end of the
+                    // client's presence.
+                    session.will = None;
+                }
+                self.actions.push_back(Action::Close { conn: old });
+            }
+            Some(Link::Handover { old, new, .. }) => {
+                // A third connection while the second waits: the second
+                // is closed unanswered, the third waits instead.
+                self.conns.remove(&new);
+                if let Some(session) = self.sessions.get_mut(&client_id) {
+                    session.link = Link::Handover {
+                        old,
+                        new: conn,
+                        request,
+                    };
+                }
+                self.actions.push_back(Action::Close { conn: new });
+            }
+            Some(Link::Offline(_)) | None => self.complete_connect(now, conn, request),
+        }
+    }
+
+    /// Sets up the session of an admitted CONNECT and answers `Accept`.
+    fn complete_connect(&mut self, now: Instant, conn: ConnId, request: ConnectRequest) {
+        let client_id = request.client_id.as_str().to_string();
+        let previous = self.sessions.remove(&client_id);
+        let mut session_present = false;
+        let mut session = match previous {
+            Some(old) if !request.clean_session && !old.clean => {
+                // [MQTT-3.1.2-4] the stored session resumes.
+                session_present = true;
+                old
+            }
+            Some(old) => {
+                // [MQTT-3.1.2-6] clean session: the old state goes.
+                self.discard_session(now, &client_id, old);
+                Session::new(request.clean_session, Link::Online(conn))
+            }
+            None => Session::new(request.clean_session, Link::Online(conn)),
+        };
+        session.clean = request.clean_session;
+        session.link = Link::Online(conn);
+        session.username = request.username.as_ref().map(|u| u.as_str().to_string());
+        session.will = request.will;
+        let mut resume = core::mem::take(&mut session.offline);
+        session.offline_bytes = 0;
+        if session_present {
+            self.store.take_offline(&client_id);
+            resume.subscriptions = session.subs.keys().cloned().collect();
+        } else {
+            resume = ResumeState::default();
+        }
+        self.sessions.insert(client_id, session);
+        self.actions.push_back(Action::Accept {
+            conn,
+            session_present,
+            resume,
+        });
+    }
+
+    /// Removes a session's subscriptions and stored state; its unacknowledged
+    /// messages are redispatched to other share-group members or counted.
+    fn discard_session(&mut self, now: Instant, client_id: &str, session: Session) {
+        let pending = session.offline.clone();
+        self.redispatch(now, client_id, &session, pending);
+        for filter in session.subs.keys() {
+            self.unindex(client_id, filter);
+        }
+        self.store.remove_session(client_id);
+    }
+
+    /// A connection's [`Event::Publish`]: route the message.
+    pub fn handle_publish(&mut self, now: Instant, conn: ConnId, publish: Publish) {
+        let Some(client_id) = self.conns.get(&conn).cloned() else {
+            self.stats.unknown_connections += 1;
+            return;
+        };
+        let username = self
+            .sessions
+            .get(&client_id)
+            .and_then(|s| s.username.clone());
+        self.route(now, &client_id, username.as_deref(), publish);
+    }
+
+    /// Applies the `$SYS` rule, authorisation and the retained store, then
+    /// fans the message out.
+    fn route(&mut self, now: Instant, client_id: &str, username: Option<&str>, publish: Publish) {
+        let topic = publish.topic.as_str();
+        if !self.config.allow_client_sys_publish && (topic == "$SYS" || topic.starts_with("$SYS/"))
+        {
+            self.stats.sys_publishes_dropped += 1;
+            return;
+        }
+        if !self.auth.may_publish(client_id, username, topic) {
+            self.stats.denied_publishes += 1;
+            return;
+        }
+        if publish.retain {
+            self.retain(&publish);
+        }
+        self.fan_out(now, publish);
+    }
+
+    /// [MQTT-3.3.1-5] store or replace, [MQTT-3.3.1-10] [MQTT-3.3.1-11]
+    /// delete on an empty payload.
+    fn retain(&mut self, publish: &Publish) {
+        let topic = publish.topic.as_str();
+        if publish.payload.is_empty() {
+            if self.retained.remove(topic).is_some() {
+                self.store.remove_retained(topic);
+            }
+            return;
+        }
+        if !self.retained.contains_key(topic)
+            && self.retained.len() >= self.config.max_retained_messages
+        {
+            self.stats.retained_refused += 1;
+            return;
+        }
+        let mut stored = with_qos(publish.clone(), publish.qos());
+        stored.retain = true;
+        self.store.save_retained(&stored);
+        self.retained.insert(topic.to_string(), stored);
+    }
+
+    /// Delivers to every matching session once, at the highest QoS its
+    /// matching subscriptions grant [MQTT-3.3.5-1], with RETAIN 0
+    /// [MQTT-3.3.1-9].
+    fn fan_out(&mut self, now: Instant, publish: Publish) {
+        let topic = publish.topic.as_str();
+        let mut targets: BTreeMap<String, QoS> = BTreeMap::new();
+        self.index.for_each_match(topic, |client, qos, _| {
+            let entry = targets.entry(client.clone()).or_insert(*qos);
+            *entry = (*entry).max(*qos);
+        });
+        let mut groups: Vec<(String, String)> = Vec::new();
+        self.shared_index
+            .for_each_match(topic, |group, (), filter| {
+                groups.push((group.clone(), filter.as_str().to_string()));
+            });
+        for key in groups {
+            if let Some((member, qos)) = self.pick_member(&key, None) {
+                let entry = targets.entry(member).or_insert(qos);
+                *entry = (*entry).max(qos);
+            }
+        }
+        for (client, granted) in targets {
+            let qos = publish.qos().min(granted);
+            let mut out = with_qos(publish.clone(), qos);
+            out.retain = false;
+            self.deliver_to(now, &client, out);
+        }
+    }
+
+    /// The next member of a share group, live members first, round robin;
+    /// `exclude` is never picked.
+    fn pick_member(
+        &mut self,
+        key: &(String, String),
+        exclude: Option<&str>,
+    ) -> Option<(String, QoS)> {
+        let sessions = &self.sessions;
+        let group = self.groups.get_mut(key)?;
+        let n = group.members.len();
+        if n == 0 {
+            return None;
+        }
+        let eligible = |live_only: bool, (member, _): &(String, QoS)| {
+            exclude != Some(member.as_str())
+                && (!live_only || sessions.get(member).is_some_and(|s| s.online().is_some()))
+        };
+        for live_only in [true, false] {
+            for step in 0..n {
+                let i = (group.next + step) % n;
+                if let Some(m) = group.members.get(i) {
+                    if eligible(live_only, m) {
+                        group.next = (i + 1) % n;
+                        return Some(m.clone());
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Hands `publish` to the client's connection, or queues it while the
+    /// session is offline [MQTT-3.1.2-5].
+    fn deliver_to(&mut self, _now: Instant, client_id: &str, publish: Publish) {
+        let Some(session) = self.sessions.get_mut(client_id) else {
+            return;
+        };
+        if let Some(conn) = session.online() {
+            self.actions.push_back(Action::Deliver { conn, publish });
+            return;
+        }
+        if publish.qos() == QoS::AtMostOnce && !self.config.queue_qos0_offline {
+            self.stats.offline_dropped_qos0 += 1;
+            return;
+        }
+        let size = message_bytes(&publish);
+        let max_msgs = self.config.max_offline_messages;
+        let max_bytes = self.config.max_offline_bytes;
+        let fits = |s: &Session| {
+            s.offline
+                .queued
+                .len()
+                .saturating_add(s.offline.inflight.len())
+                < max_msgs
+                && s.offline_bytes.saturating_add(size) <= max_bytes
+        };
+        if !fits(session) {
+            if self.config.offline_overflow == OverflowPolicy::DropOldest {
+                while !fits(session) && !session.offline.queued.is_empty() {
+                    let old = session.offline.queued.remove(0);
+                    session.offline_bytes =
+                        session.offline_bytes.saturating_sub(message_bytes(&old));
+                    self.store.pop_queued(client_id);
+                    self.stats.offline_dropped_oldest += 1;
+                }
+            }
+            if !fits(session) {
+                self.stats.offline_dropped_newest += 1;
+                return;
+            }
+        }
+        session.offline_bytes = session.offline_bytes.saturating_add(size);
+        self.store.push_queued(client_id, &publish);
+        session.offline.queued.push(publish);
+    }
+
+    /// A connection's [`Event::Subscribe`]: answers [`Action::SubAck`], then
+    /// delivers the retained messages of each granted plain filter with
+    /// RETAIN 1 [MQTT-3.3.1-6] [MQTT-3.3.1-8], also when the filter
+    /// replaced an identical one [MQTT-3.8.4-3].
+    pub fn handle_subscribe(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        packet_id: PacketId,
+        filters: Vec<SubscribeFilter>,
+    ) {
+        let Some(client_id) = self.conns.get(&conn).cloned() else {
+            self.stats.unknown_connections += 1;
+            return;
+        };
+        let mut results = Vec::with_capacity(filters.len());
+        let mut retained_for: Vec<(TopicFilter, QoS)> = Vec::new();
+        for request in filters {
+            let code = self.subscribe_one(&client_id, &request, &mut retained_for);
+            results.push(code);
+        }
+        self.actions.push_back(Action::SubAck {
+            conn,
+            packet_id,
+            results,
+        });
+        for (filter, granted) in retained_for {
+            let hits: Vec<Publish> = self
+                .retained
+                .iter()
+                .filter(|(topic, _)| matches_str(filter.as_str(), topic))
+                .map(|(_, p)| p.clone())
+                .collect();
+            for p in hits {
+                let qos = p.qos().min(granted);
+                let mut out = with_qos(p, qos);
+                out.retain = true;
+                self.deliver_to(now, &client_id, out);
+            }
+        }
+    }
+
+    fn subscribe_one(
+        &mut self,
+        client_id: &str,
+        request: &SubscribeFilter,
+        retained_for: &mut Vec<(TopicFilter, QoS)>,
+    ) -> SubscribeReturnCode {
+        let Some(session) = self.sessions.get(client_id) else {
+            return SubscribeReturnCode::Failure;
+        };
+        let raw = request.filter.as_str();
+        if !self
+            .auth
+            .may_subscribe(client_id, session.username.as_deref(), raw)
+        {
+            self.stats.denied_subscriptions += 1;
+            return SubscribeReturnCode::Failure;
+        }
+        let Ok(parsed) = SubscriptionFilter::parse(raw) else {
+            self.stats.refused_subscriptions += 1;
+            return SubscribeReturnCode::Failure;
+        };
+        let known = session.subs.contains_key(&request.filter);
+        if !known && session.subs.len() >= self.config.max_subscriptions_per_client {
+            self.stats.refused_subscriptions += 1;
+            return SubscribeReturnCode::Failure;
+        }
+        let clean = session.clean;
+        let qos = request.qos;
+        match parsed {
+            SubscriptionFilter::Shared(shared) => {
+                let key = (
+                    shared.group().to_string(),
+                    shared.filter().as_str().to_string(),
+                );
+                self.shared_index.insert(shared.filter(), key.0.clone(), ());
+                let group = self.groups.entry(key).or_insert(ShareGroup {
+                    members: Vec::new(),
+                    next: 0,
+                });
+                match group.members.iter_mut().find(|(m, _)| m == client_id) {
+                    Some(member) => member.1 = qos,
+                    None => group.members.push((client_id.to_string(), qos)),
+                }
+            }
+            SubscriptionFilter::Plain(filter) => {
+                self.index.insert(&filter, client_id.to_string(), qos);
+                retained_for.push((filter, qos));
+            }
+            _ => {
+                self.stats.refused_subscriptions += 1;
+                return SubscribeReturnCode::Failure;
+            }
+        }
+        if let Some(session) = self.sessions.get_mut(client_id) {
+            session.subs.insert(request.filter.clone(), qos);
+        }
+        if !clean {
+            self.store
+                .save_subscription(client_id, &request.filter, qos);
+        }
+        SubscribeReturnCode::Success(qos)
+    }
+
+    /// Removes one subscription from the indexes (not from the session).
+    fn unindex(&mut self, client_id: &str, filter: &Filter) {
+        match SubscriptionFilter::parse(filter.as_str()) {
+            Ok(SubscriptionFilter::Plain(f)) => {
+                self.index.remove(&f, &client_id.to_string());
+            }
+            Ok(SubscriptionFilter::Shared(shared)) => {
+                let key = (
+                    shared.group().to_string(),
+                    shared.filter().as_str().to_string(),
+                );
+                let empty = match self.groups.get_mut(&key) {
+                    Some(group) => {
+                        group.members.retain(|(m, _)| m != client_id);
+                        if group.next >= group.members.len() {
+                            group.next = 0;
+                        }
+                        group.members.is_empty()
+                    }
+                    None => false,
+                };
+                if empty {
+                    self.groups.remove(&key);
+                    self.shared_index.remove(shared.filter(), &key.0);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A connection's [`Event::Unsubscribe`]: removes the exact matches.
+    pub fn handle_unsubscribe(&mut self, _now: Instant, conn: ConnId, filters: Vec<Filter>) {
+        let Some(client_id) = self.conns.get(&conn).cloned() else {
+            self.stats.unknown_connections += 1;
+            return;
+        };
+        for filter in filters {
+            let removed = self
+                .sessions
+                .get_mut(&client_id)
+                .and_then(|s| s.subs.remove(&filter).map(|_| s.clean));
+            if let Some(clean) = removed {
+                self.unindex(&client_id, &filter);
+                if !clean {
+                    self.store.remove_subscription(&client_id, &filter);
+                }
+            }
+        }
+    }
+
+    /// A connection's [`Event::Closed`], with
+    /// [`ServerSession::into_resume_state`](crate::ServerSession::into_resume_state).
+    /// Publishes the will when `publish_will` [MQTT-3.1.2-8] and forgets it
+    /// either way [MQTT-3.1.2-10]; keeps a persistent session's state
+    /// offline and discards a clean one [MQTT-3.1.2-6]; after a takeover,
+    /// carries the state over to the new connection and accepts it.
+    pub fn handle_closed(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        publish_will: bool,
+        resume: ResumeState,
+    ) {
+        let Some(client_id) = self.conns.remove(&conn) else {
+            self.stats.unknown_connections += 1;
+            return;
+        };
+        let Some(mut session) = self.sessions.remove(&client_id) else {
+            return;
+        };
+        match session.link.clone() {
+            Link::Handover { old, new, request } if old == conn => {
+                // Messages queued during the handover are newer than the
+                // old connection's.
+                let mut merged = resume;
+                merged.subscriptions.clear();
+                let gap = core::mem::take(&mut session.offline.queued);
+                merged.queued.extend(gap);
+                session.offline = merged;
+                session.offline_bytes = state_bytes(&session.offline);
+                session.link = Link::Offline(now);
+                if session.clean {
+                    // The old session ends with its connection.
+                    self.discard_session(now, &client_id, session);
+                } else {
+                    self.sessions.insert(client_id, session);
+                }
+                self.complete_connect(now, new, request);
+            }
+            Link::Online(current) if current == conn => {
+                let will = session.will.take();
+                session.link = Link::Offline(now);
+                let username = session.username.clone();
+                if session.clean {
+                    let mut pending = resume;
+                    pending.subscriptions.clear();
+                    session.offline = pending;
+                    self.discard_session(now, &client_id, session);
+                } else {
+                    let mut state = resume;
+                    state.subscriptions.clear();
+                    state.queued.append(&mut session.offline.queued);
+                    session.offline_bytes = state_bytes(&state);
+                    session.offline = state;
+                    self.store.save_offline(&client_id, &session.offline);
+                    self.sessions.insert(client_id.clone(), session);
+                }
+                if let (true, Some(will)) = (publish_will, will) {
+                    self.stats.wills_published += 1;
+                    let mut publish = Publish::new(will.topic, QosPid::AtMostOnce, will.message);
+                    publish = with_qos(publish, will.qos);
+                    publish.retain = will.retain;
+                    self.route(now, &client_id, username.as_deref(), publish);
+                }
+            }
+            _ => {
+                // A stale connection of this client (already replaced).
+                self.stats.unknown_connections += 1;
+                self.sessions.insert(client_id, session);
+            }
+        }
+    }
+
+    /// Sends the unacknowledged messages of a clean session that ended to
+    /// other members of its share groups; the rest are counted as discarded.
+    fn redispatch(
+        &mut self,
+        now: Instant,
+        client_id: &str,
+        session: &Session,
+        pending: ResumeState,
+    ) {
+        let shared: Vec<(String, String)> = session
+            .subs
+            .keys()
+            .filter_map(|f| match SubscriptionFilter::parse(f.as_str()) {
+                Ok(SubscriptionFilter::Shared(s)) => {
+                    Some((s.group().to_string(), s.filter().as_str().to_string()))
+                }
+                _ => None,
+            })
+            .collect();
+        let plain: Vec<&Filter> = session
+            .subs
+            .keys()
+            .filter(|f| !f.as_str().starts_with("$share/"))
+            .collect();
+        let messages = pending
+            .inflight
+            .into_iter()
+            .filter_map(|m| match m {
+                InflightMessage::Publish(p) => Some(p),
+                InflightMessage::PubRel(_) => None,
+            })
+            .chain(pending.queued);
+        for publish in messages {
+            let topic = publish.topic.as_str();
+            let own = plain.iter().any(|f| matches_str(f.as_str(), topic));
+            let group = shared
+                .iter()
+                .find(|(_, filter)| matches_str(filter, topic))
+                .cloned();
+            match group {
+                Some(key) if !own => match self.pick_member(&key, Some(client_id)) {
+                    Some((member, qos)) => {
+                        self.stats.shared_redispatched += 1;
+                        let q = publish.qos().min(qos);
+                        let out = with_qos(publish, q);
+                        self.deliver_to(now, &member, out);
+                    }
+                    None => self.stats.shared_lost += 1,
+                },
+                _ => self.stats.clean_session_discarded += 1,
+            }
+        }
+    }
+
+    /// Removes persistent sessions offline for longer than
+    /// [`RouterConfig::session_expiry`]. Safe to call at any time.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let Some(expiry) = self.config.session_expiry else {
+            return;
+        };
+        let expired: Vec<String> = self
+            .sessions
+            .iter()
+            .filter_map(|(id, s)| match s.link {
+                Link::Offline(since) if since.saturating_add(expiry) <= now => Some(id.clone()),
+                _ => None,
+            })
+            .collect();
+        for id in expired {
+            if let Some(session) = self.sessions.remove(&id) {
+                self.stats.expired_sessions += 1;
+                self.discard_session(now, &id, session);
+            }
+        }
+    }
+
+    // ----- outputs ------------------------------------------------------
+
+    /// The next decision to apply; call until `None` after every input.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) is next due (the
+    /// earliest session expiry); `None` when nothing expires.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let expiry = self.config.session_expiry?;
+        self.sessions
+            .values()
+            .filter_map(|s| match s.link {
+                Link::Offline(since) => Some(since.saturating_add(expiry)),
+                _ => None,
+            })
+            .min()
+    }
+
+    // ----- observers ----------------------------------------------------
+
+    /// The counters.
+    #[must_use]
+    pub fn stats(&self) -> &RouterStats {
+        &self.stats
+    }
+
+    /// The configuration.
+    #[must_use]
+    pub fn config(&self) -> &RouterConfig {
+        &self.config
+    }
+
+    /// The store.
+    #[must_use]
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The number of sessions, online and offline.
+    #[must_use]
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// The number of connections the router knows.
+    #[must_use]
+    pub fn connection_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Whether `client_id` has a session (online or offline).
+    #[must_use]
+    pub fn has_session(&self, client_id: &str) -> bool {
+        self.sessions.contains_key(client_id)
+    }
+
+    /// Messages held for the client's offline session (inflight and queued).
+    #[must_use]
+    pub fn offline_len(&self, client_id: &str) -> usize {
+        self.sessions.get(client_id).map_or(0, |s| {
+            s.offline
+                .queued
+                .len()
+                .saturating_add(s.offline.inflight.len())
+        })
+    }
+
+    /// The client's subscriptions and their granted QoS, in filter order.
+    #[must_use]
+    pub fn subscriptions(&self, client_id: &str) -> Vec<(Filter, QoS)> {
+        self.sessions
+            .get(client_id)
+            .map(|s| s.subs.iter().map(|(f, q)| (f.clone(), *q)).collect())
+            .unwrap_or_default()
+    }
+
+    /// The retained message of `topic`.
+    #[must_use]
+    pub fn retained(&self, topic: &str) -> Option<&Publish> {
+        self.retained.get(topic)
+    }
+
+    /// The number of retained messages.
+    #[must_use]
+    pub fn retained_len(&self) -> usize {
+        self.retained.len()
+    }
+}

@@ -1,0 +1,170 @@
+//! [`Store`]: where the router records what a persistent session must not
+//! lose, and [`MemoryStore`], the in-memory implementation.
+
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+use midge_codec::{Filter, Publish, QoS};
+
+use crate::event::ResumeState;
+
+/// The durable side of the router. The router keeps everything in memory as
+/// well and never reads the store back while it runs: a store exists so
+/// that an adapter can rebuild sessions and retained messages after a
+/// restart. Calls are made in the order the changes happen.
+///
+/// The router calls it for persistent (CleanSession 0) sessions only, plus
+/// for retained messages, at these points:
+/// - a subscription is made or replaced, or removed;
+/// - a QoS 1/2 message (or QoS 0 when configured) is queued for an offline
+///   session, or evicted from that queue by the overflow policy;
+/// - a connection of a persistent session ends: its inflight and queued
+///   messages and inbound QoS 2 ids are saved as the offline snapshot;
+/// - a session resumes (the snapshot moves to the connection) or ends.
+pub trait Store {
+    /// A subscription was made or its QoS replaced.
+    fn save_subscription(&mut self, client_id: &str, filter: &Filter, qos: QoS);
+    /// A subscription was removed.
+    fn remove_subscription(&mut self, client_id: &str, filter: &Filter);
+    /// A persistent session went offline with this state (its
+    /// `subscriptions` field is left empty: subscriptions are saved one by
+    /// one). Replaces any earlier snapshot.
+    fn save_offline(&mut self, client_id: &str, state: &ResumeState);
+    /// A message was appended to an offline session's queue.
+    fn push_queued(&mut self, client_id: &str, publish: &Publish);
+    /// The oldest queued message of an offline session was evicted.
+    fn pop_queued(&mut self, client_id: &str);
+    /// The offline snapshot was handed to a new connection.
+    fn take_offline(&mut self, client_id: &str);
+    /// The session and everything recorded for it are gone.
+    fn remove_session(&mut self, client_id: &str);
+    /// A retained message was stored or replaced for its topic.
+    fn save_retained(&mut self, publish: &Publish);
+    /// The retained message of `topic` was deleted.
+    fn remove_retained(&mut self, topic: &str);
+}
+
+/// A [`Store`] in memory, for tests and for brokers without persistence.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MemoryStore {
+    subscriptions: BTreeMap<String, BTreeMap<Filter, QoS>>,
+    offline: BTreeMap<String, ResumeState>,
+    queued: BTreeMap<String, VecDeque<Publish>>,
+    retained: BTreeMap<String, Publish>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The recorded subscriptions of a client, in filter order.
+    #[must_use]
+    pub fn subscriptions(&self, client_id: &str) -> Vec<(Filter, QoS)> {
+        self.subscriptions
+            .get(client_id)
+            .map(|m| m.iter().map(|(f, q)| (f.clone(), *q)).collect())
+            .unwrap_or_default()
+    }
+
+    /// The recorded offline snapshot of a client, if any.
+    #[must_use]
+    pub fn offline(&self, client_id: &str) -> Option<&ResumeState> {
+        self.offline.get(client_id)
+    }
+
+    /// The messages recorded as queued for an offline client, oldest first.
+    #[must_use]
+    pub fn queued(&self, client_id: &str) -> Vec<Publish> {
+        self.queued
+            .get(client_id)
+            .map(|q| q.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The recorded retained message of `topic`.
+    #[must_use]
+    pub fn retained(&self, topic: &str) -> Option<&Publish> {
+        self.retained.get(topic)
+    }
+
+    /// The number of recorded retained messages.
+    #[must_use]
+    pub fn retained_len(&self) -> usize {
+        self.retained.len()
+    }
+
+    /// Whether anything is recorded for `client_id`.
+    #[must_use]
+    pub fn has_session(&self, client_id: &str) -> bool {
+        self.subscriptions.contains_key(client_id)
+            || self.offline.contains_key(client_id)
+            || self.queued.contains_key(client_id)
+    }
+}
+
+impl Store for MemoryStore {
+    fn save_subscription(&mut self, client_id: &str, filter: &Filter, qos: QoS) {
+        self.subscriptions
+            .entry(client_id.to_string())
+            .or_default()
+            .insert(filter.clone(), qos);
+    }
+
+    fn remove_subscription(&mut self, client_id: &str, filter: &Filter) {
+        if let Some(m) = self.subscriptions.get_mut(client_id) {
+            m.remove(filter);
+            if m.is_empty() {
+                self.subscriptions.remove(client_id);
+            }
+        }
+    }
+
+    fn save_offline(&mut self, client_id: &str, state: &ResumeState) {
+        self.offline.insert(client_id.to_string(), state.clone());
+        self.queued.remove(client_id);
+    }
+
+    fn push_queued(&mut self, client_id: &str, publish: &Publish) {
+        self.queued
+            .entry(client_id.to_string())
+            .or_default()
+            .push_back(publish.clone());
+    }
+
+    fn pop_queued(&mut self, client_id: &str) {
+        // The snapshot's own queue is older than the pushed messages.
+        if let Some(state) = self.offline.get_mut(client_id) {
+            if !state.queued.is_empty() {
+                state.queued.remove(0);
+                return;
+            }
+        }
+        if let Some(q) = self.queued.get_mut(client_id) {
+            q.pop_front();
+        }
+    }
+
+    fn take_offline(&mut self, client_id: &str) {
+        self.offline.remove(client_id);
+        self.queued.remove(client_id);
+    }
+
+    fn remove_session(&mut self, client_id: &str) {
+        self.subscriptions.remove(client_id);
+        self.offline.remove(client_id);
+        self.queued.remove(client_id);
+    }
+
+    fn save_retained(&mut self, publish: &Publish) {
+        self.retained
+            .insert(publish.topic.as_str().to_string(), publish.clone());
+    }
+
+    fn remove_retained(&mut self, topic: &str) {
+        self.retained.remove(topic);
+    }
+}
