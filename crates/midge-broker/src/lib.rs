@@ -1,5 +1,6 @@
 //! The broker's protocol core for MQTT 3.1.1 (and 3.1): [`ServerSession`],
-//! the machine for one client connection.
+//! the machine for one client connection, and [`Router`], the machine that
+//! routes between sessions.
 //!
 //! A `ServerSession` is deterministic and does no I/O: it never touches a
 //! socket, spawns, sleeps, or reads a clock or OS randomness. Bytes come in as
@@ -18,23 +19,29 @@
 //! DISCONNECT discarding the will [MQTT-3.14.4-3]. Every table has a limit in
 //! [`ServerConfig`] with a defined behaviour at it.
 //!
-//! What it deliberately does not do: route. Sessions registry, subscription
-//! matching, retained messages, authentication and publishing wills belong to
-//! the `Router`, a separate component (to come) that talks to sessions only
-//! through typed values, never shared state:
+//! Routing is the [`Router`]'s job (module [`router`]): sessions registry
+//! with takeover, subscriptions, retained messages, wills, share groups,
+//! authentication and the durable store. It talks to sessions only through
+//! typed values, never shared state:
 //!
 //! - up, the session emits [`Event`]s: [`Event::ConnectRequest`],
 //!   [`Event::Publish`], [`Event::Subscribe`], [`Event::Unsubscribe`],
-//!   [`Event::Closed`] (which says whether the will is due);
-//! - down, the router answers with decisions: [`ServerSession::accept`] (with
-//!   session present and the [`ResumeState`] of a persistent session) or
-//!   [`ServerSession::refuse`], [`ServerSession::suback`],
-//!   [`ServerSession::ack`] (with [`ServerConfig::ack_after_route`]), and hands
-//!   messages to subscribers with [`ServerSession::deliver`], whose
-//!   [`DeliverOutcome`] allows back-pressure. When a connection ends,
-//!   [`ServerSession::into_resume_state`] gives the persistent state back.
+//!   [`Event::Closed`] (which says whether the will is due), which the
+//!   adapter hands to the router's `handle_*` methods;
+//! - down, the router answers with [`Action`]s the adapter applies:
+//!   [`ServerSession::accept`] (with session present and the [`ResumeState`]
+//!   of a persistent session) or [`ServerSession::refuse`],
+//!   [`ServerSession::suback`], [`ServerSession::deliver`] (whose
+//!   [`DeliverOutcome`] allows back-pressure) and [`ServerSession::close`].
+//!   With [`ServerConfig::ack_after_route`] the adapter also calls
+//!   [`ServerSession::ack`] once the router has taken a message. When a
+//!   connection ends, [`ServerSession::into_resume_state`] gives the
+//!   persistent state back to the router.
 //!
-//! # Methods
+//! What the crate deliberately does not do: I/O of any kind, and (for now)
+//! spreading the router over cores: the router is a single shard.
+//!
+//! # Methods of a session
 //!
 //! - inputs: [`handle_read`](ServerSession::handle_read),
 //!   [`handle_timeout`](ServerSession::handle_timeout) (safe to call early),
@@ -51,7 +58,8 @@
 //! `poll_transmit`, and then the adapter closes the transport.
 //!
 //! Key types: [`ServerSession`], [`ServerConfig`], [`Event`],
-//! [`ResumeState`], [`DeliverOutcome`], [`ProtocolError`], [`UsageError`].
+//! [`ResumeState`], [`DeliverOutcome`], [`ProtocolError`], [`UsageError`];
+//! for routing [`Router`], [`RouterConfig`], [`Action`], [`Auth`], [`Store`].
 //!
 //! ```
 //! use bytes::BytesMut;

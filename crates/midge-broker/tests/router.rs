@@ -816,3 +816,25 @@ fn persistent_close_saves_inflight_and_resumes_it_first() {
     let bodies: Vec<_> = resume.queued.iter().map(|p| p.payload.to_vec()).collect();
     assert_eq!(bodies, vec![b"q".to_vec(), b"later".to_vec()]);
 }
+
+#[test]
+fn limit_max_sessions_refuses_new_client_ids_only() {
+    let config = RouterConfig {
+        max_sessions: 1,
+        ..RouterConfig::default()
+    };
+    let mut r = router(config);
+    connect(&mut r, 1, "p", false);
+    r.handle_closed(T0, ConnId(1), false, ResumeState::default());
+    r.handle_connect(T0, ConnId(2), request("q", true));
+    assert!(matches!(
+        drain(&mut r).as_slice(),
+        [Action::Refuse {
+            code: ConnectReturnCode::ServerUnavailable,
+            ..
+        }]
+    ));
+    // The stored session may still come back.
+    let (present, _) = connect(&mut r, 3, "p", false);
+    assert!(present);
+}

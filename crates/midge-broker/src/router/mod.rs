@@ -29,6 +29,12 @@
 //! [`Action::Accept`] comes only then, carrying the old connection's
 //! inflight state.
 //!
+//! Routing is synchronous: when `handle_publish` returns, the message has
+//! been handed out, queued (and recorded in the [`Store`]) or counted as
+//! dropped, so a driver using
+//! [`ServerConfig::ack_after_route`](crate::ServerConfig::ack_after_route)
+//! may acknowledge it right then.
+//!
 //! Key types: [`Router`], [`RouterConfig`], [`Action`], [`ConnId`],
 //! [`ConnectRequest`], [`RouterStats`], [`Auth`], [`Store`].
 //!
@@ -71,6 +77,11 @@ pub struct RouterConfig {
     /// A takeover of a connected client id does not count as one more.
     /// Default 10 000.
     pub max_connections: usize,
+    /// Sessions kept at once, online and offline; a CONNECT that would
+    /// create one more is refused with 0x03, counted in
+    /// [`RouterStats::refused_connections`]. With `session_expiry`, this
+    /// bounds the memory abandoned persistent sessions hold. Default 100 000.
+    pub max_sessions: usize,
     /// Subscriptions one client may hold; a new filter beyond it gets 0x80,
     /// counted in [`RouterStats::refused_subscriptions`]. Default 1000.
     pub max_subscriptions_per_client: usize,
@@ -111,6 +122,7 @@ impl Default for RouterConfig {
     fn default() -> Self {
         Self {
             max_connections: 10_000,
+            max_sessions: 100_000,
             max_subscriptions_per_client: 1000,
             max_offline_messages: 1000,
             max_offline_bytes: 16 * 1024 * 1024,
@@ -128,7 +140,7 @@ impl Default for RouterConfig {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RouterStats {
-    /// CONNECTs refused for `max_connections`.
+    /// CONNECTs refused for `max_connections` or `max_sessions`.
     pub refused_connections: u64,
     /// CONNECTs refused by [`Auth::connect`].
     pub denied_connections: u64,
@@ -398,7 +410,10 @@ impl<S: Store, A: Auth> Router<S, A> {
             existing,
             Some(Link::Online(_)) | Some(Link::Handover { .. })
         );
-        if !takeover && self.conns.len() >= self.config.max_connections {
+        let new_session = existing.is_none();
+        if (!takeover && self.conns.len() >= self.config.max_connections)
+            || (new_session && self.sessions.len() >= self.config.max_sessions)
+        {
             self.stats.refused_connections += 1;
             self.actions.push_back(Action::Refuse {
                 conn,
