@@ -838,3 +838,29 @@ fn limit_max_sessions_refuses_new_client_ids_only() {
     let (present, _) = connect(&mut r, 3, "p", false);
     assert!(present);
 }
+
+#[test]
+fn mqtt_3_1_4_2_third_connection_during_takeover_wins() {
+    let mut r = router(RouterConfig::default());
+    connect(&mut r, 1, "dev", false);
+    r.handle_connect(T0, ConnId(2), request("dev", false));
+    assert_eq!(drain(&mut r), vec![Action::Close { conn: ConnId(1) }]);
+    r.handle_connect(T0, ConnId(3), request("dev", true));
+    assert_eq!(drain(&mut r), vec![Action::Close { conn: ConnId(2) }]);
+    // The waiting connection's close is stale; the first one's completes
+    // the takeover for the third.
+    r.handle_closed(T0, ConnId(2), false, ResumeState::default());
+    assert!(drain(&mut r).is_empty());
+    r.handle_closed(T0, ConnId(1), true, ResumeState::default());
+    let actions = drain(&mut r);
+    assert!(matches!(
+        actions.as_slice(),
+        [Action::Accept {
+            conn: ConnId(3),
+            session_present: false,
+            ..
+        }]
+    ));
+    assert_eq!(r.connection_count(), 1);
+    assert_eq!(r.session_count(), 1);
+}

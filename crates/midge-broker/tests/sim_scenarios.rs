@@ -422,3 +422,45 @@ fn session_expiry_on_virtual_clock() {
         session_present: false
     }));
 }
+
+#[test]
+fn mqtt_4_6_0_5_order_per_publisher_survives_interleaving() {
+    let mut interleavings: std::collections::BTreeSet<Vec<u8>> = std::collections::BTreeSet::new();
+    for seed in 1..=6u64 {
+        let mut s = sim().with_seed(seed);
+        s.shuffle = true;
+        let sub = s.add(ClientConfig::new("sub").with_inflight_window(3));
+        let p1 = s.add(ClientConfig::new("p1"));
+        let p2 = s.add(ClientConfig::new("p2"));
+        for i in [sub, p1, p2] {
+            s.connect(i);
+        }
+        s.subscribe(sub, &[("t/+", QoS::ExactlyOnce)]);
+        // Both publishers queue several messages before anything moves.
+        for k in 0..8u8 {
+            for (p, topic, tag) in [(p1, "t/1", 1u8), (p2, "t/2", 2u8)] {
+                s.nodes[p]
+                    .client
+                    .publish(
+                        s.now,
+                        topic,
+                        Bytes::copy_from_slice(&[tag, k]),
+                        QoS::AtLeastOnce,
+                        false,
+                    )
+                    .unwrap();
+            }
+        }
+        s.run();
+        let got = s.payloads(sub);
+        assert_eq!(got.len(), 16, "seed {seed}");
+        for tag in [1u8, 2] {
+            let seq: Vec<u8> = got.iter().filter(|p| p[0] == tag).map(|p| p[1]).collect();
+            assert_eq!(
+                seq,
+                (0..8).collect::<Vec<u8>>(),
+                "seed {seed}, publisher {tag}"
+            );
+        }
+    }
+}

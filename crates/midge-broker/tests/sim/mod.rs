@@ -1,8 +1,13 @@
 //! A deterministic simulation of the broker core: `midge-session` clients ↔
 //! one `ServerSession` per connection ↔ the `Router`, with packets moved in
 //! memory, a virtual clock, and injectable faults (packet duplication, a
-//! link cut that loses what is in flight, one-way black holes). Nothing
-//! sleeps and nothing is random unless seeded.
+//! link cut that loses what is in flight, one-way black holes, and a
+//! shuffled service order that reorders traffic between connections).
+//! Nothing sleeps and nothing is random unless seeded.
+//!
+//! Packets within one connection are never reordered or silently lost:
+//! MQTT runs over an ordered, reliable transport, so loss is modelled as the
+//! connection failing with the packet (`Faults::cut_one_in`).
 #![allow(
     dead_code,
     unreachable_pub,
@@ -61,6 +66,9 @@ pub struct Sim {
     server_config: ServerConfig,
     next_conn: u64,
     rng: u64,
+    /// Serve connections in a seeded random order on every step, so that
+    /// traffic of different connections interleaves differently.
+    pub shuffle: bool,
 }
 
 fn split(bytes: &mut BytesMut, decoder: &mut Decoder) -> Vec<Packet> {
@@ -98,6 +106,7 @@ impl Sim {
             server_config: server,
             next_conn: 1,
             rng: 0x9E37_79B9_7F4A_7C15,
+            shuffle: false,
         }
     }
 
@@ -282,13 +291,25 @@ impl Sim {
         (out, false)
     }
 
+    /// `items` in a seeded random order when `shuffle` is on.
+    fn order<T>(&mut self, mut items: Vec<T>) -> Vec<T> {
+        if self.shuffle {
+            for k in (1..items.len()).rev() {
+                let j = (self.random() % (k as u64 + 1)) as usize;
+                items.swap(k, j);
+            }
+        }
+        items
+    }
+
     fn step(&mut self) -> bool {
         let now = self.now;
         let mut progress = false;
         let mut cuts = Vec::new();
 
         // Clients write.
-        for i in 0..self.nodes.len() {
+        let node_order = self.order((0..self.nodes.len()).collect());
+        for i in node_order {
             let mut buf = BytesMut::new();
             while self.nodes[i].client.poll_transmit(now, &mut buf) > 0 {}
             let packets = split(&mut buf, &mut Decoder::new());
@@ -318,6 +339,7 @@ impl Sim {
         // Servers read, write and report.
         let mut events = Vec::new();
         let conns: Vec<ConnId> = self.links.keys().copied().collect();
+        let conns = self.order(conns);
         for conn in &conns {
             let Some(link) = self.links.get_mut(conn) else {
                 continue;
