@@ -295,7 +295,7 @@ impl Sim {
     fn order<T>(&mut self, mut items: Vec<T>) -> Vec<T> {
         if self.shuffle {
             for k in (1..items.len()).rev() {
-                let j = (self.random() % (k as u64 + 1)) as usize;
+                let j = usize::try_from(self.random() % (k as u64 + 1)).unwrap();
                 items.swap(k, j);
             }
         }
