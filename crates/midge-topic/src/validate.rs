@@ -41,11 +41,12 @@ const fn has_zero_byte(x: u64) -> u64 {
 /// three is present.
 #[inline]
 fn find_special(bytes: &[u8], from: usize) -> Option<usize> {
+    let tail = bytes.get(from..)?;
+    let mut words = tail.chunks_exact(8);
     let mut at = from;
-    while let Some(chunk) = bytes.get(at..at.saturating_add(8)) {
-        let Ok(word) = <[u8; 8]>::try_from(chunk) else {
-            break;
-        };
+    for chunk in words.by_ref() {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
         let word = u64::from_le_bytes(word);
         let special = has_zero_byte(word)
             | has_zero_byte(word ^ splat(b'+'))
