@@ -38,8 +38,11 @@
 //!   connection ends, [`ServerSession::into_resume_state`] gives the
 //!   persistent state back to the router.
 //!
-//! What the crate deliberately does not do: I/O of any kind, and (for now)
-//! spreading the router over cores: the router is a single shard.
+//! The router runs as one instance or as several shards that exchange
+//! [`ShardMessage`]s (see [`router`]).
+//!
+//! What the crate deliberately does not do: I/O of any kind, threads or
+//! channels; the adapter moves bytes, events, actions and shard messages.
 //!
 //! # Methods of a session
 //!
@@ -105,8 +108,8 @@ pub use event::{
     AckToken, CloseReason, DeliverOutcome, DropReason, Event, InflightMessage, ResumeState, Stats,
 };
 pub use router::{
-    Action, AllowAll, Auth, ConnId, ConnectRequest, MemoryStore, Router, RouterConfig, RouterStats,
-    Store,
+    shard_of, Action, AllowAll, Auth, ConnId, ConnectRequest, MemoryStore, Router, RouterConfig,
+    RouterStats, ShardMessage, Store,
 };
 pub use session::ServerSession;
 

@@ -446,7 +446,9 @@ fn shared_subscription_delivers_to_one_member_round_robin() {
         order.push(got[0].0);
     }
     assert_eq!(order, vec![1, 2, 3, 1, 2, 3]);
-    // Two groups each get a copy; a plain subscriber gets its own.
+    // Each group gets one copy and a plain subscription its own: a share
+    // group is a subscription of its own, so client 4, a member of group h
+    // and a plain subscriber, gets two.
     connect(&mut r, 4, "other", true);
     subscribe(
         &mut r,
@@ -457,7 +459,9 @@ fn shared_subscription_delivers_to_one_member_round_robin() {
         ],
     );
     let got = pub_from(&mut r, 1, publish("jobs/a", QoS::AtLeastOnce, false, b"j"));
-    assert_eq!(got.len(), 2);
+    assert_eq!(got.len(), 3);
+    assert_eq!(got.iter().filter(|d| d.0 == 4).count(), 2);
+    assert_eq!(got.iter().filter(|d| d.0 != 4).count(), 1);
 }
 
 #[test]

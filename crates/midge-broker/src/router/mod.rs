@@ -9,14 +9,41 @@
 //! each once per session at the highest granted QoS [MQTT-3.3.5-1]; stores,
 //! replaces and deletes retained messages [MQTT-3.3.1-5] [MQTT-3.3.1-10];
 //! publishes wills on an abnormal close only [MQTT-3.1.2-8]; shares
-//! `$share/{group}/{filter}` subscriptions round robin; calls an [`Auth`]
+//! `$share/{group}/{filter}` subscriptions round robin (a share group is a
+//! subscription of its own: a member that also holds a plain matching
+//! subscription gets both copies); calls an [`Auth`]
 //! hook and records durable state through a [`Store`]. Every table has a
 //! limit in [`RouterConfig`], and every drop is counted in [`RouterStats`].
 //!
-//! What it deliberately does not do: talk to sockets, read a clock, or
-//! speak the wire protocol (each connection's [`ServerSession`] does that).
-//! It is a single shard: the cross-core sharding described in
-//! `ARCHITECTURE.md` is not built yet, so one `Router` holds all sessions.
+//! What it deliberately does not do: talk to sockets, read a clock, speak
+//! the wire protocol (each connection's [`ServerSession`] does that), or
+//! run threads and channels: spreading shards over cores is the adapter's
+//! business.
+//!
+//! # Shards
+//!
+//! With the default [`RouterConfig::shards`] of 1, one `Router` holds
+//! everything and never produces a [`ShardMessage`]. With `n` shards, the
+//! adapter runs `n` routers (`shard` 0 to `n - 1`) and follows the design of
+//! `ARCHITECTURE.md`, "The router across cores":
+//!
+//! - a CONNECT goes to the shard [`shard_of`] its client id names (a
+//!   CONNECT on another shard is refused with 0x03), so takeover stays on
+//!   one shard, which owns the session, its offline queue and its will;
+//! - every shard keeps a replica of the subscription index: a subscribe or
+//!   unsubscribe is applied locally and broadcast;
+//! - a publish is matched on its publisher's shard, which sends one
+//!   [`ShardMessage::Deliver`] per target shard; channels between two
+//!   shards must be FIFO, which keeps each publisher's order per topic
+//!   [MQTT-4.6.0-5];
+//! - a retained message is stored by the shard that owns its topic, and a
+//!   new subscription asks every shard for its matching retained messages;
+//! - a share group is served by the shard that owns `group/filter`, which
+//!   learns which members are connected from [`ShardMessage::Presence`].
+//!
+//! After every input the adapter drains [`Router::poll_shard_message`] and
+//! hands each message to its addressee's [`Router::handle_shard_message`].
+//! Limits such as `max_connections` then apply per shard.
 //!
 //! # Driving it
 //!
@@ -36,7 +63,8 @@
 //! may acknowledge it right then.
 //!
 //! Key types: [`Router`], [`RouterConfig`], [`Action`], [`ConnId`],
-//! [`ConnectRequest`], [`RouterStats`], [`Auth`], [`Store`].
+//! [`ConnectRequest`], [`RouterStats`], [`Auth`], [`Store`],
+//! [`ShardMessage`].
 //!
 //! [`ServerSession`]: crate::ServerSession
 //! [`ServerSession::into_resume_state`]: crate::ServerSession::into_resume_state
@@ -44,9 +72,10 @@
 //! [`Event::Closed`]: crate::Event::Closed
 
 mod auth;
+mod shard;
 mod store;
 
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::num::NonZeroU16;
@@ -60,6 +89,7 @@ use midge_time::{Duration, Instant};
 use midge_topic::{matches_str, SubscriptionFilter, SubscriptionIndex, TopicFilter};
 
 pub use auth::{AllowAll, Auth};
+pub use shard::{shard_of, ShardMessage};
 pub use store::{MemoryStore, Store};
 
 use crate::config::OverflowPolicy;
@@ -116,6 +146,14 @@ pub struct RouterConfig {
     /// connection ends; `None` (the default) keeps it until the client
     /// connects with CleanSession 1.
     pub session_expiry: Option<Duration>,
+    /// The number of router shards the adapter runs (see
+    /// [`Router::poll_shard_message`]); 0 is taken as 1. Default 1: one
+    /// router holds everything and never sends a [`ShardMessage`]. With
+    /// more, `max_connections`, `max_sessions` and `max_retained_messages`
+    /// apply per shard.
+    pub shards: u32,
+    /// This router's shard number, below `shards`. Default 0.
+    pub shard: u32,
 }
 
 impl Default for RouterConfig {
@@ -131,6 +169,8 @@ impl Default for RouterConfig {
             allow_client_sys_publish: false,
             max_retained_messages: 100_000,
             session_expiry: None,
+            shards: 1,
+            shard: 0,
         }
     }
 }
@@ -174,6 +214,12 @@ pub struct RouterStats {
     pub clean_session_discarded: u64,
     /// Events for connections the router does not know (ignored).
     pub unknown_connections: u64,
+    /// CONNECTs refused because the client id belongs to another shard
+    /// (the adapter routed it wrongly); answered with 0x03.
+    pub wrong_shard: u64,
+    /// Messages from another shard for a client this shard no longer has
+    /// (its session ended while the message travelled); dropped.
+    pub stale_deliveries: u64,
 }
 
 /// The fields of [`Event::ConnectRequest`] the router needs.
@@ -330,8 +376,7 @@ struct ShareGroup {
     next: usize,
 }
 
-/// The broker's router, one shard holding every session (see the module
-/// documentation).
+/// The broker's router, or one shard of it (see the module documentation).
 #[derive(Debug)]
 pub struct Router<S: Store, A: Auth> {
     config: RouterConfig,
@@ -345,7 +390,10 @@ pub struct Router<S: Store, A: Auth> {
     /// The filters of the share groups; the key is the group name.
     shared_index: SubscriptionIndex<String, ()>,
     retained: BTreeMap<String, Publish>,
+    /// Share-group members that are connected, on any shard.
+    members_online: BTreeSet<String>,
     actions: VecDeque<Action>,
+    outbox: VecDeque<(u32, ShardMessage)>,
     stats: RouterStats,
 }
 
@@ -392,8 +440,135 @@ impl<S: Store, A: Auth> Router<S, A> {
             groups: BTreeMap::new(),
             shared_index: SubscriptionIndex::new(),
             retained: BTreeMap::new(),
+            members_online: BTreeSet::new(),
             actions: VecDeque::new(),
+            outbox: VecDeque::new(),
             stats: RouterStats::default(),
+        }
+    }
+
+    // ----- shards -------------------------------------------------------
+
+    fn shards(&self) -> u32 {
+        self.config.shards.max(1)
+    }
+
+    fn me(&self) -> u32 {
+        self.config.shard
+    }
+
+    /// The shard that owns a client's session.
+    fn client_shard(&self, client_id: &str) -> u32 {
+        shard_of(client_id, self.shards())
+    }
+
+    /// The shard that owns a share group.
+    fn group_shard(&self, key: &(String, String)) -> u32 {
+        let mut name = String::with_capacity(key.0.len() + key.1.len() + 1);
+        name.push_str(&key.0);
+        name.push('/');
+        name.push_str(&key.1);
+        shard_of(&name, self.shards())
+    }
+
+    /// Queues `message` for every other shard.
+    fn broadcast(&mut self, message: &ShardMessage) {
+        let me = self.me();
+        for shard in (0..self.shards()).filter(|s| *s != me) {
+            self.outbox.push_back((shard, message.clone()));
+        }
+    }
+
+    /// Tells every shard whether a share-group member is connected.
+    fn set_presence(&mut self, client_id: &str, online: bool) {
+        let changed = if online {
+            self.members_online.insert(client_id.to_string())
+        } else {
+            self.members_online.remove(client_id)
+        };
+        if changed {
+            self.broadcast(&ShardMessage::Presence {
+                client_id: client_id.to_string(),
+                online,
+            });
+        }
+    }
+
+    /// A message from another shard. Safe with any content: what does not
+    /// concern this shard is ignored or counted.
+    pub fn handle_shard_message(&mut self, now: Instant, message: ShardMessage) {
+        match message {
+            ShardMessage::Subscribed {
+                client_id,
+                filter,
+                qos,
+            } => {
+                self.index_add(&client_id, &filter, qos);
+                if filter.as_str().starts_with("$share/") {
+                    self.members_online.insert(client_id);
+                }
+            }
+            ShardMessage::Unsubscribed { client_id, filter } => {
+                self.unindex(&client_id, &filter);
+            }
+            ShardMessage::Presence { client_id, online } => {
+                if online {
+                    self.members_online.insert(client_id);
+                } else {
+                    self.members_online.remove(&client_id);
+                }
+            }
+            ShardMessage::Deliver { publish, targets } => {
+                for (client_id, qos) in targets {
+                    if self.sessions.contains_key(&client_id) {
+                        let out = with_qos(publish.clone(), qos);
+                        self.deliver_to(now, &client_id, out);
+                    } else {
+                        self.stats.stale_deliveries += 1;
+                    }
+                }
+            }
+            ShardMessage::Retain { publish } => self.retain(&publish),
+            ShardMessage::RetainedQuery {
+                client_id,
+                filter,
+                qos,
+            } => self.send_retained(now, &client_id, &filter, qos),
+            ShardMessage::Shared {
+                group,
+                filter,
+                publish,
+                exclude,
+            } => self.dispatch_shared(now, &(group, filter), publish, exclude.as_deref()),
+        }
+    }
+
+    /// The next message for another shard, as (shard number, message); call
+    /// until `None` after every input. Never produces anything with one
+    /// shard.
+    pub fn poll_shard_message(&mut self) -> Option<(u32, ShardMessage)> {
+        self.outbox.pop_front()
+    }
+
+    /// Hands `publish` to clients wherever their sessions live.
+    fn send_to(&mut self, now: Instant, publish: &Publish, targets: BTreeMap<String, QoS>) {
+        let mut remote: BTreeMap<u32, Vec<(String, QoS)>> = BTreeMap::new();
+        for (client, qos) in targets {
+            let shard = self.client_shard(&client);
+            if shard == self.me() {
+                self.deliver_to(now, &client, with_qos(publish.clone(), qos));
+            } else {
+                remote.entry(shard).or_default().push((client, qos));
+            }
+        }
+        for (shard, targets) in remote {
+            self.outbox.push_back((
+                shard,
+                ShardMessage::Deliver {
+                    publish: publish.clone(),
+                    targets,
+                },
+            ));
         }
     }
 
@@ -405,6 +580,14 @@ impl<S: Store, A: Auth> Router<S, A> {
     /// [MQTT-3.1.4-2] with the `Accept` following its close.
     pub fn handle_connect(&mut self, now: Instant, conn: ConnId, request: ConnectRequest) {
         let client_id = request.client_id.as_str().to_string();
+        if self.client_shard(&client_id) != self.me() {
+            self.stats.wrong_shard += 1;
+            self.actions.push_back(Action::Refuse {
+                conn,
+                code: ConnectReturnCode::ServerUnavailable,
+            });
+            return;
+        }
         let existing = self.sessions.get(&client_id).map(|s| s.link.clone());
         let takeover = matches!(
             existing,
@@ -450,6 +633,7 @@ impl<S: Store, A: Auth> Router<S, A> {
                     // client's presence.
                     session.will = None;
                 }
+                self.set_presence(&client_id, false);
                 self.actions.push_back(Action::Close { conn: old });
             }
             Some(Link::Handover { old, new, .. }) => {
@@ -499,6 +683,13 @@ impl<S: Store, A: Auth> Router<S, A> {
         } else {
             resume = ResumeState::default();
         }
+        let shared_member = session
+            .subs
+            .keys()
+            .any(|f| f.as_str().starts_with("$share/"));
+        if shared_member {
+            self.set_presence(&client_id, true);
+        }
         self.sessions.insert(client_id, session);
         self.actions.push_back(Action::Accept {
             conn,
@@ -513,8 +704,9 @@ impl<S: Store, A: Auth> Router<S, A> {
         let pending = session.offline.clone();
         self.redispatch(now, client_id, &session, pending);
         for filter in session.subs.keys() {
-            self.unindex(client_id, filter);
+            self.unsubscribe_everywhere(client_id, filter);
         }
+        self.set_presence(client_id, false);
         self.store.remove_session(client_id);
     }
 
@@ -545,7 +737,17 @@ impl<S: Store, A: Auth> Router<S, A> {
             return;
         }
         if publish.retain {
-            self.retain(&publish);
+            let owner = shard_of(publish.topic.as_str(), self.shards());
+            if owner == self.me() {
+                self.retain(&publish);
+            } else {
+                self.outbox.push_back((
+                    owner,
+                    ShardMessage::Retain {
+                        publish: publish.clone(),
+                    },
+                ));
+            }
         }
         self.fan_out(now, publish);
     }
@@ -574,49 +776,91 @@ impl<S: Store, A: Auth> Router<S, A> {
 
     /// Delivers to every matching session once, at the highest QoS its
     /// matching subscriptions grant [MQTT-3.3.5-1], with RETAIN 0
-    /// [MQTT-3.3.1-9].
-    fn fan_out(&mut self, now: Instant, publish: Publish) {
+    /// [MQTT-3.3.1-9]; each matching share group (a subscription of its own)
+    /// gets one copy for one member.
+    fn fan_out(&mut self, now: Instant, mut publish: Publish) {
+        publish.retain = false;
         let topic = publish.topic.as_str();
+        let qos = publish.qos();
         let mut targets: BTreeMap<String, QoS> = BTreeMap::new();
-        self.index.for_each_match(topic, |client, qos, _| {
-            let entry = targets.entry(client.clone()).or_insert(*qos);
-            *entry = (*entry).max(*qos);
+        self.index.for_each_match(topic, |client, granted, _| {
+            let q = qos.min(*granted);
+            let entry = targets.entry(client.clone()).or_insert(q);
+            *entry = (*entry).max(q);
         });
         let mut groups: Vec<(String, String)> = Vec::new();
         self.shared_index
             .for_each_match(topic, |group, (), filter| {
                 groups.push((group.clone(), filter.as_str().to_string()));
             });
+        self.send_to(now, &publish, targets);
         for key in groups {
-            if let Some((member, qos)) = self.pick_member(&key, None) {
-                let entry = targets.entry(member).or_insert(qos);
-                *entry = (*entry).max(qos);
-            }
-        }
-        for (client, granted) in targets {
-            let qos = publish.qos().min(granted);
-            let mut out = with_qos(publish.clone(), qos);
-            out.retain = false;
-            self.deliver_to(now, &client, out);
+            self.share(now, key, publish.clone(), None);
         }
     }
 
-    /// The next member of a share group, live members first, round robin;
-    /// `exclude` is never picked.
+    /// Has the owner of a share group pick the member for `publish`.
+    fn share(
+        &mut self,
+        now: Instant,
+        key: (String, String),
+        publish: Publish,
+        exclude: Option<&str>,
+    ) {
+        let owner = self.group_shard(&key);
+        if owner == self.me() {
+            self.dispatch_shared(now, &key, publish, exclude);
+        } else {
+            self.outbox.push_back((
+                owner,
+                ShardMessage::Shared {
+                    group: key.0,
+                    filter: key.1,
+                    publish,
+                    exclude: exclude.map(ToString::to_string),
+                },
+            ));
+        }
+    }
+
+    /// On the group's owner shard: picks the member and delivers.
+    fn dispatch_shared(
+        &mut self,
+        now: Instant,
+        key: &(String, String),
+        mut publish: Publish,
+        exclude: Option<&str>,
+    ) {
+        publish.retain = false;
+        match self.pick_member(key, exclude) {
+            Some((member, granted)) => {
+                if exclude.is_some() {
+                    self.stats.shared_redispatched += 1;
+                }
+                let q = publish.qos().min(granted);
+                let mut targets = BTreeMap::new();
+                targets.insert(member, q);
+                self.send_to(now, &publish, targets);
+            }
+            None => self.stats.shared_lost += 1,
+        }
+    }
+
+    /// The next member of a share group, connected members first, round
+    /// robin; `exclude` is never picked.
     fn pick_member(
         &mut self,
         key: &(String, String),
         exclude: Option<&str>,
     ) -> Option<(String, QoS)> {
-        let sessions = &self.sessions;
+        let online = &self.members_online;
         let group = self.groups.get_mut(key)?;
         let n = group.members.len();
         if n == 0 {
             return None;
         }
         let eligible = |live_only: bool, (member, _): &(String, QoS)| {
-            exclude != Some(member.as_str())
-                && (!live_only || sessions.get(member).is_some_and(|s| s.online().is_some()))
+            exclude != Some(member.as_str()) && (!live_only || online.contains(member))
         };
         for live_only in [true, false] {
             for step in 0..n {
@@ -704,18 +948,27 @@ impl<S: Store, A: Auth> Router<S, A> {
             results,
         });
         for (filter, granted) in retained_for {
-            let hits: Vec<Publish> = self
-                .retained
-                .iter()
-                .filter(|(topic, _)| matches_str(filter.as_str(), topic))
-                .map(|(_, p)| p.clone())
-                .collect();
-            for p in hits {
-                let qos = p.qos().min(granted);
-                let mut out = with_qos(p, qos);
-                out.retain = true;
-                self.deliver_to(now, &client_id, out);
-            }
+            self.send_retained(now, &client_id, filter.as_str(), granted);
+            self.broadcast(&ShardMessage::RetainedQuery {
+                client_id: client_id.clone(),
+                filter: filter.as_str().to_string(),
+                qos: granted,
+            });
+        }
+    }
+
+    /// Sends the retained messages this shard holds that match `filter`.
+    fn send_retained(&mut self, now: Instant, client_id: &str, filter: &str, granted: QoS) {
+        let hits: Vec<Publish> = self
+            .retained
+            .iter()
+            .filter(|(topic, _)| matches_str(filter, topic))
+            .map(|(_, p)| p.clone())
+            .collect();
+        for p in hits {
+            let mut targets = BTreeMap::new();
+            targets.insert(client_id.to_string(), p.qos().min(granted));
+            self.send_to(now, &p, targets);
         }
     }
 
@@ -748,7 +1001,39 @@ impl<S: Store, A: Auth> Router<S, A> {
         let clean = session.clean;
         let qos = request.qos;
         match parsed {
-            SubscriptionFilter::Shared(shared) => {
+            SubscriptionFilter::Shared(_) => {
+                self.members_online.insert(client_id.to_string());
+            }
+            SubscriptionFilter::Plain(filter) => retained_for.push((filter, qos)),
+            _ => {
+                self.stats.refused_subscriptions += 1;
+                return SubscribeReturnCode::Failure;
+            }
+        }
+        self.index_add(client_id, &request.filter, qos);
+        self.broadcast(&ShardMessage::Subscribed {
+            client_id: client_id.to_string(),
+            filter: request.filter.clone(),
+            qos,
+        });
+        if let Some(session) = self.sessions.get_mut(client_id) {
+            session.subs.insert(request.filter.clone(), qos);
+        }
+        if !clean {
+            self.store
+                .save_subscription(client_id, &request.filter, qos);
+        }
+        SubscribeReturnCode::Success(qos)
+    }
+
+    /// Adds (or replaces) one subscription in the indexes, for a client of
+    /// any shard.
+    fn index_add(&mut self, client_id: &str, filter: &Filter, qos: QoS) {
+        match SubscriptionFilter::parse(filter.as_str()) {
+            Ok(SubscriptionFilter::Plain(f)) => {
+                self.index.insert(&f, client_id.to_string(), qos);
+            }
+            Ok(SubscriptionFilter::Shared(shared)) => {
                 let key = (
                     shared.group().to_string(),
                     shared.filter().as_str().to_string(),
@@ -763,26 +1048,21 @@ impl<S: Store, A: Auth> Router<S, A> {
                     None => group.members.push((client_id.to_string(), qos)),
                 }
             }
-            SubscriptionFilter::Plain(filter) => {
-                self.index.insert(&filter, client_id.to_string(), qos);
-                retained_for.push((filter, qos));
-            }
-            _ => {
-                self.stats.refused_subscriptions += 1;
-                return SubscribeReturnCode::Failure;
-            }
+            _ => {}
         }
-        if let Some(session) = self.sessions.get_mut(client_id) {
-            session.subs.insert(request.filter.clone(), qos);
-        }
-        if !clean {
-            self.store
-                .save_subscription(client_id, &request.filter, qos);
-        }
-        SubscribeReturnCode::Success(qos)
     }
 
-    /// Removes one subscription from the indexes (not from the session).
+    /// Removes one subscription from the indexes of every shard (not from
+    /// the session).
+    fn unsubscribe_everywhere(&mut self, client_id: &str, filter: &Filter) {
+        self.unindex(client_id, filter);
+        self.broadcast(&ShardMessage::Unsubscribed {
+            client_id: client_id.to_string(),
+            filter: filter.clone(),
+        });
+    }
+
+    /// Removes one subscription from this shard's indexes.
     fn unindex(&mut self, client_id: &str, filter: &Filter) {
         match SubscriptionFilter::parse(filter.as_str()) {
             Ok(SubscriptionFilter::Plain(f)) => {
@@ -824,7 +1104,7 @@ impl<S: Store, A: Auth> Router<S, A> {
                 .get_mut(&client_id)
                 .and_then(|s| s.subs.remove(&filter).map(|_| s.clean));
             if let Some(clean) = removed {
-                self.unindex(&client_id, &filter);
+                self.unsubscribe_everywhere(&client_id, &filter);
                 if !clean {
                     self.store.remove_subscription(&client_id, &filter);
                 }
@@ -888,6 +1168,7 @@ impl<S: Store, A: Auth> Router<S, A> {
                     session.offline = state;
                     self.store.save_offline(&client_id, &session.offline);
                     self.sessions.insert(client_id.clone(), session);
+                    self.set_presence(&client_id, false);
                 }
                 if let (true, Some(will)) = (publish_will, will) {
                     self.stats.wills_published += 1;
@@ -945,15 +1226,7 @@ impl<S: Store, A: Auth> Router<S, A> {
                 .find(|(_, filter)| matches_str(filter, topic))
                 .cloned();
             match group {
-                Some(key) if !own => match self.pick_member(&key, Some(client_id)) {
-                    Some((member, qos)) => {
-                        self.stats.shared_redispatched += 1;
-                        let q = publish.qos().min(qos);
-                        let out = with_qos(publish, q);
-                        self.deliver_to(now, &member, out);
-                    }
-                    None => self.stats.shared_lost += 1,
-                },
+                Some(key) if !own => self.share(now, key, publish, Some(client_id)),
                 _ => self.stats.clean_session_discarded += 1,
             }
         }
