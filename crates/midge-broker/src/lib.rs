@@ -108,8 +108,8 @@ pub use event::{
     AckToken, CloseReason, DeliverOutcome, DropReason, Event, InflightMessage, ResumeState, Stats,
 };
 pub use router::{
-    shard_of, Action, AllowAll, Auth, ConnId, ConnectRequest, MemoryStore, Router, RouterConfig,
-    RouterStats, ShardMessage, Store,
+    shard_of, Action, AllowAll, Auth, ConnId, ConnectRequest, MemoryStore, Recovered,
+    RecoveredSession, Router, RouterConfig, RouterStats, ShardMessage, Store,
 };
 pub use session::ServerSession;
 

@@ -868,3 +868,55 @@ fn mqtt_3_1_4_2_third_connection_during_takeover_wins() {
     assert_eq!(r.connection_count(), 1);
     assert_eq!(r.session_count(), 1);
 }
+
+#[test]
+fn mqtt_3_1_2_4_sessions_and_retained_survive_a_restart_through_the_store() {
+    let mut r = router(RouterConfig::default());
+    connect(&mut r, 1, "p", false);
+    subscribe(
+        &mut r,
+        1,
+        &[("t/#", QoS::ExactlyOnce), ("$share/g/j", QoS::AtLeastOnce)],
+    );
+    let mut sent = publish("t/a", QoS::ExactlyOnce, false, b"inflight");
+    sent.qos_pid = QosPid::ExactlyOnce(pid(4));
+    let state = ResumeState {
+        inflight: vec![InflightMessage::Publish(sent.clone())],
+        inbound_qos2: vec![pid(8)],
+        ..ResumeState::default()
+    };
+    r.handle_closed(T0, ConnId(1), false, state);
+    connect(&mut r, 2, "pub", true);
+    pub_from(
+        &mut r,
+        2,
+        publish("t/b", QoS::AtLeastOnce, false, b"queued"),
+    );
+    pub_from(&mut r, 2, publish("status", QoS::AtMostOnce, true, b"up"));
+    // A clean session leaves nothing behind.
+    subscribe(&mut r, 2, &[("x", QoS::AtMostOnce)]);
+
+    // The broker restarts with what the store recorded.
+    let mut fresh = Router::new(RouterConfig::default(), r.store().clone(), AllowAll);
+    fresh.recover(T0);
+    assert_eq!(fresh.session_count(), 1);
+    assert_eq!(fresh.retained("status").unwrap().payload.as_ref(), b"up");
+    assert_eq!(fresh.offline_len("p"), 2);
+    connect(&mut fresh, 3, "pub", true);
+    // The recovered subscription is live: a new message is queued for p.
+    pub_from(
+        &mut fresh,
+        3,
+        publish("t/c", QoS::AtLeastOnce, false, b"new"),
+    );
+    let (present, resume) = connect(&mut fresh, 4, "p", false);
+    assert!(present);
+    assert_eq!(resume.inflight, vec![InflightMessage::Publish(sent)]);
+    assert_eq!(resume.inbound_qos2, vec![pid(8)]);
+    let bodies: Vec<_> = resume.queued.iter().map(|p| p.payload.to_vec()).collect();
+    assert_eq!(bodies, vec![b"queued".to_vec(), b"new".to_vec()]);
+    assert_eq!(fresh.subscriptions("p").len(), 2);
+    // Recovering twice changes nothing.
+    fresh.recover(T0);
+    assert_eq!(fresh.session_count(), 2);
+}

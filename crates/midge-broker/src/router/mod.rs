@@ -90,7 +90,7 @@ use midge_topic::{matches_str, SubscriptionFilter, SubscriptionIndex, TopicFilte
 
 pub use auth::{AllowAll, Auth};
 pub use shard::{shard_of, ShardMessage};
-pub use store::{MemoryStore, Store};
+pub use store::{MemoryStore, Recovered, RecoveredSession, Store};
 
 use crate::config::OverflowPolicy;
 use crate::event::{Event, InflightMessage, ResumeState};
@@ -569,6 +569,50 @@ impl<S: Store, A: Auth> Router<S, A> {
                     targets,
                 },
             ));
+        }
+    }
+
+    /// Rebuilds, after a restart, what the [`Store`] recorded: persistent
+    /// sessions come back offline (as if their connections had just ended
+    /// at `now`) with their subscriptions and queued messages, and retained
+    /// messages come back. Call once, before any connection; with several
+    /// shards, on every shard before any shard message moves (the restored
+    /// subscriptions are broadcast). Sessions this router already holds are
+    /// left alone.
+    pub fn recover(&mut self, now: Instant) {
+        let recovered = self.store.recover();
+        for r in recovered.sessions {
+            if self.sessions.contains_key(&r.client_id) {
+                continue;
+            }
+            let mut session = Session::new(false, Link::Offline(now));
+            let mut state = r.state;
+            state.subscriptions.clear();
+            session.offline_bytes = state_bytes(&state);
+            session.offline = state;
+            for (filter, qos) in r.subscriptions {
+                self.index_add(&r.client_id, &filter, qos);
+                self.broadcast(&ShardMessage::Subscribed {
+                    client_id: r.client_id.clone(),
+                    filter: filter.clone(),
+                    qos,
+                });
+                session.subs.insert(filter, qos);
+            }
+            // A recovered share-group member is offline, whatever the
+            // Subscribed messages made the other shards assume.
+            if session
+                .subs
+                .keys()
+                .any(|f| f.as_str().starts_with("$share/"))
+            {
+                self.members_online.insert(r.client_id.clone());
+                self.set_presence(&r.client_id, false);
+            }
+            self.sessions.insert(r.client_id, session);
+        }
+        for p in recovered.retained {
+            self.retained.insert(p.topic.as_str().to_string(), p);
         }
     }
 

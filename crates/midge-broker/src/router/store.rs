@@ -10,9 +10,14 @@ use midge_codec::{Filter, Publish, QoS};
 use crate::event::ResumeState;
 
 /// The durable side of the router. The router keeps everything in memory as
-/// well and never reads the store back while it runs: a store exists so
-/// that an adapter can rebuild sessions and retained messages after a
-/// restart. Calls are made in the order the changes happen.
+/// well and reads the store only once, through [`Store::recover`] when
+/// [`Router::recover`](crate::Router::recover) is called after a restart.
+/// Calls are made in the order the changes happen.
+///
+/// What a store can give back is what it was told: subscriptions, the
+/// offline state of sessions that were offline, and retained messages. The
+/// inflight messages of a session that was connected at the moment of a
+/// crash live in its `ServerSession` and are not recorded.
 ///
 /// The router calls it for persistent (CleanSession 0) sessions only, plus
 /// for retained messages, at these points:
@@ -43,6 +48,42 @@ pub trait Store {
     fn save_retained(&mut self, publish: &Publish);
     /// The retained message of `topic` was deleted.
     fn remove_retained(&mut self, topic: &str);
+    /// Everything recorded, for a router starting up.
+    fn recover(&self) -> Recovered;
+}
+
+/// What a [`Store`] gives back at start-up.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Recovered {
+    /// The persistent sessions, each to be restored offline.
+    pub sessions: Vec<RecoveredSession>,
+    /// The retained messages.
+    pub retained: Vec<Publish>,
+}
+
+/// One persistent session as a [`Store`] recorded it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RecoveredSession {
+    /// The client id.
+    pub client_id: String,
+    /// Its subscriptions and their granted QoS.
+    pub subscriptions: Vec<(Filter, QoS)>,
+    /// Its offline state (inflight, queued and inbound QoS 2 ids; the
+    /// `subscriptions` field is not used).
+    pub state: ResumeState,
+}
+
+impl RecoveredSession {
+    /// A recovered session with nothing in it yet.
+    #[must_use]
+    pub fn new(client_id: String) -> Self {
+        Self {
+            client_id,
+            ..Self::default()
+        }
+    }
 }
 
 /// A [`Store`] in memory, for tests and for brokers without persistence.
@@ -166,5 +207,30 @@ impl Store for MemoryStore {
 
     fn remove_retained(&mut self, topic: &str) {
         self.retained.remove(topic);
+    }
+
+    fn recover(&self) -> Recovered {
+        let mut sessions: BTreeMap<&str, RecoveredSession> = BTreeMap::new();
+        let ids = self
+            .subscriptions
+            .keys()
+            .chain(self.offline.keys())
+            .chain(self.queued.keys());
+        for id in ids {
+            sessions
+                .entry(id.as_str())
+                .or_insert_with(|| RecoveredSession::new(id.clone()));
+        }
+        for (id, session) in &mut sessions {
+            session.subscriptions = self.subscriptions(id);
+            if let Some(state) = self.offline.get(*id) {
+                session.state = state.clone();
+            }
+            session.state.queued.extend(self.queued(id));
+        }
+        Recovered {
+            sessions: sessions.into_values().collect(),
+            retained: self.retained.values().cloned().collect(),
+        }
     }
 }
