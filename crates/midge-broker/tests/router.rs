@@ -920,3 +920,30 @@ fn mqtt_3_1_2_4_sessions_and_retained_survive_a_restart_through_the_store() {
     fresh.recover(T0);
     assert_eq!(fresh.session_count(), 2);
 }
+
+#[test]
+fn limit_retained_bytes_never_leaves_a_stale_message() {
+    let config = RouterConfig {
+        max_retained_bytes: 10,
+        ..RouterConfig::default()
+    };
+    let mut r = router(config);
+    connect(&mut r, 1, "s", true);
+    subscribe(&mut r, 1, &[("a", QoS::AtMostOnce)]);
+    pub_from(&mut r, 1, publish("a", QoS::AtMostOnce, true, b"12345"));
+    assert_eq!(r.retained_len(), 1);
+    // Too big to keep: still forwarded, and the older value is gone too.
+    let got = pub_from(
+        &mut r,
+        1,
+        publish("a", QoS::AtMostOnce, true, b"1234567890"),
+    );
+    assert_eq!(got.len(), 1);
+    assert!(r.retained("a").is_none());
+    assert!(r.store().retained("a").is_none());
+    assert_eq!(r.stats().retained_refused, 1);
+    // Deleting freed the bytes.
+    pub_from(&mut r, 1, publish("a", QoS::AtMostOnce, true, b"1234"));
+    pub_from(&mut r, 1, publish("b", QoS::AtMostOnce, true, b"1234"));
+    assert_eq!(r.retained_len(), 2);
+}

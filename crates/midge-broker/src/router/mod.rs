@@ -142,6 +142,11 @@ pub struct RouterConfig {
     /// [`RouterStats::retained_refused`]. Replacing or deleting is always
     /// possible. Default 100 000.
     pub max_retained_messages: usize,
+    /// Topic and payload bytes of the retained messages kept at once. A
+    /// retained message that does not fit is forwarded but not stored; if it
+    /// would have replaced one, that one is deleted rather than left stale.
+    /// Both count in [`RouterStats::retained_refused`]. Default 64 MiB.
+    pub max_retained_bytes: usize,
     /// How long an abandoned persistent session is kept after its
     /// connection ends; `None` (the default) keeps it until the client
     /// connects with CleanSession 1.
@@ -168,6 +173,7 @@ impl Default for RouterConfig {
             queue_qos0_offline: false,
             allow_client_sys_publish: false,
             max_retained_messages: 100_000,
+            max_retained_bytes: 64 * 1024 * 1024,
             session_expiry: None,
             shards: 1,
             shard: 0,
@@ -193,7 +199,8 @@ pub struct RouterStats {
     pub refused_subscriptions: u64,
     /// Client publications to `$SYS` topics dropped.
     pub sys_publishes_dropped: u64,
-    /// Retained messages not stored because of `max_retained_messages`.
+    /// Retained messages not stored because of `max_retained_messages` or
+    /// `max_retained_bytes`.
     pub retained_refused: u64,
     /// New messages dropped at a full offline queue.
     pub offline_dropped_newest: u64,
@@ -390,6 +397,8 @@ pub struct Router<S: Store, A: Auth> {
     /// The filters of the share groups; the key is the group name.
     shared_index: SubscriptionIndex<String, ()>,
     retained: BTreeMap<String, Publish>,
+    /// Topic and payload bytes in `retained`.
+    retained_bytes: usize,
     /// Share-group members that are connected, on any shard.
     members_online: BTreeSet<String>,
     actions: VecDeque<Action>,
@@ -440,6 +449,7 @@ impl<S: Store, A: Auth> Router<S, A> {
             groups: BTreeMap::new(),
             shared_index: SubscriptionIndex::new(),
             retained: BTreeMap::new(),
+            retained_bytes: 0,
             members_online: BTreeSet::new(),
             actions: VecDeque::new(),
             outbox: VecDeque::new(),
@@ -612,7 +622,11 @@ impl<S: Store, A: Auth> Router<S, A> {
             self.sessions.insert(r.client_id, session);
         }
         for p in recovered.retained {
-            self.retained.insert(p.topic.as_str().to_string(), p);
+            let bytes = message_bytes(&p);
+            if let Some(old) = self.retained.insert(p.topic.as_str().to_string(), p) {
+                self.retained_bytes = self.retained_bytes.saturating_sub(message_bytes(&old));
+            }
+            self.retained_bytes = self.retained_bytes.saturating_add(bytes);
         }
     }
 
@@ -801,21 +815,38 @@ impl<S: Store, A: Auth> Router<S, A> {
     fn retain(&mut self, publish: &Publish) {
         let topic = publish.topic.as_str();
         if publish.payload.is_empty() {
-            if self.retained.remove(topic).is_some() {
-                self.store.remove_retained(topic);
-            }
+            self.forget_retained(topic);
             return;
         }
-        if !self.retained.contains_key(topic)
-            && self.retained.len() >= self.config.max_retained_messages
-        {
+        let old_bytes = self.retained.get(topic).map_or(0, message_bytes);
+        let fits_bytes = self
+            .retained_bytes
+            .saturating_sub(old_bytes)
+            .saturating_add(message_bytes(publish))
+            <= self.config.max_retained_bytes;
+        let fits_count = self.retained.contains_key(topic)
+            || self.retained.len() < self.config.max_retained_messages;
+        if !fits_bytes || !fits_count {
             self.stats.retained_refused += 1;
+            self.forget_retained(topic);
             return;
         }
         let mut stored = with_qos(publish.clone(), publish.qos());
         stored.retain = true;
         self.store.save_retained(&stored);
+        self.retained_bytes = self
+            .retained_bytes
+            .saturating_sub(old_bytes)
+            .saturating_add(message_bytes(&stored));
         self.retained.insert(topic.to_string(), stored);
+    }
+
+    /// Deletes the retained message of `topic`, if any.
+    fn forget_retained(&mut self, topic: &str) {
+        if let Some(old) = self.retained.remove(topic) {
+            self.retained_bytes = self.retained_bytes.saturating_sub(message_bytes(&old));
+            self.store.remove_retained(topic);
+        }
     }
 
     /// Delivers to every matching session once, at the highest QoS its
