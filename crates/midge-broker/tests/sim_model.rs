@@ -3,7 +3,8 @@
 //! clients, sessions and router), and each client's received messages must
 //! equal what a small reference model of the broker predicts: who receives
 //! which message, at which QoS, with which RETAIN flag, how many times and
-//! in which order.
+//! in which order. Every client has a will, due when its link fails but not
+//! after DISCONNECT.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -15,8 +16,9 @@ mod sim;
 
 use std::collections::BTreeMap;
 
+use bytes::Bytes;
 use midge_broker::{RouterConfig, ServerConfig};
-use midge_codec::QoS;
+use midge_codec::{LastWill, QoS, Topic};
 use midge_session::ClientConfig;
 use proptest::prelude::*;
 use sim::Sim;
@@ -25,6 +27,9 @@ const TOPICS: [&str; 5] = ["a", "a/b", "b/c", "$t/a", "a/b/c"];
 const FILTERS: [&str; 8] = ["a", "a/+", "a/#", "#", "+/c", "$t/#", "+/+", "a/b"];
 /// Clients 0 and 1 keep their sessions (CleanSession 0), 2 and 3 do not.
 const CLIENTS: usize = 4;
+/// The will topics and the message id of each client's will.
+const WILL_TOPICS: [&str; CLIENTS] = ["w/0", "w/1", "w/2", "w/3"];
+const WILL_BASE: u16 = 60_000;
 
 fn persistent(i: usize) -> bool {
     i < 2
@@ -183,7 +188,18 @@ proptest! {
     fn router_matches_reference_model(ops in proptest::collection::vec(op(), 1..60)) {
         let mut sim = Sim::new(RouterConfig::default(), ServerConfig::default());
         for i in 0..CLIENTS {
-            sim.add(ClientConfig::new(format!("c{i}")).with_clean_session(!persistent(i)));
+            let will_id = WILL_BASE + u16::try_from(i).unwrap();
+            let will = LastWill {
+                topic: Topic::new(WILL_TOPICS[i]).unwrap(),
+                message: Bytes::copy_from_slice(&will_id.to_be_bytes()),
+                qos: QoS::AtLeastOnce,
+                retain: false,
+            };
+            sim.add(
+                ClientConfig::new(format!("c{i}"))
+                    .with_clean_session(!persistent(i))
+                    .with_will(will),
+            );
         }
         let mut model = Model::default();
         let mut next_id: u16 = 0;
@@ -206,6 +222,8 @@ proptest! {
                     if model.online(i) {
                         sim.cut(i);
                         model.leave(i);
+                        let will_id = WILL_BASE + u16::try_from(i).unwrap();
+                        model.publish(will_id, WILL_TOPICS[i], QoS::AtLeastOnce, false);
                     }
                 }
                 Op::Subscribe(i, f, q) => {
