@@ -187,10 +187,10 @@ proptest! {
     #[test]
     fn router_matches_reference_model(ops in proptest::collection::vec(op(), 1..60)) {
         let mut sim = Sim::new(RouterConfig::default(), ServerConfig::default());
-        for i in 0..CLIENTS {
+        for (i, will_topic) in WILL_TOPICS.iter().enumerate() {
             let will_id = WILL_BASE + u16::try_from(i).unwrap();
             let will = LastWill {
-                topic: Topic::new(WILL_TOPICS[i]).unwrap(),
+                topic: Topic::new(will_topic).unwrap(),
                 message: Bytes::copy_from_slice(&will_id.to_be_bytes()),
                 qos: QoS::AtLeastOnce,
                 retain: false,
