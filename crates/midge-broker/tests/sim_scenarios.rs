@@ -68,7 +68,7 @@ fn mqtt_3_1_2_5_persistent_resume_with_qos1_and_qos2_in_flight() {
     // While it is away, more arrive and are queued.
     s.publish(p, "t/3", b"q3", QoS::ExactlyOnce, false);
     s.publish(p, "t/4", b"q4", QoS::AtMostOnce, false);
-    assert_eq!(s.router.offline_len("sub"), 3);
+    assert_eq!(s.router().offline_len("sub"), 3);
     s.nodes[sub].faults.blackhole_to_server = false;
     s.connect(sub);
     assert!(s.nodes[sub].events.contains(&Event::Connected {
@@ -80,7 +80,7 @@ fn mqtt_3_1_2_5_persistent_resume_with_qos1_and_qos2_in_flight() {
     assert_eq!(count(&got, b"q2"), 1);
     assert_eq!(count(&got, b"q3"), 1);
     assert_eq!(count(&got, b"q4"), 0);
-    assert_eq!(s.router.offline_len("sub"), 0);
+    assert_eq!(s.router().offline_len("sub"), 0);
 }
 
 #[test]
@@ -230,7 +230,7 @@ fn mqtt_3_1_2_10_no_will_after_disconnect() {
     s.disconnect(d);
     s.advance(Duration::from_secs(60));
     assert!(s.payloads(w).is_empty());
-    assert_eq!(s.router.stats().wills_published, 0);
+    assert_eq!(s.router().stats().wills_published, 0);
 }
 
 #[test]
@@ -330,7 +330,7 @@ fn shared_subscription_round_robin_and_redispatch_on_member_loss() {
     s.cut(w1);
     assert_eq!(count(&s.payloads(w2), &[4]), 1);
     assert_eq!(count(&s.payloads(w2), &[5]), 1);
-    assert_eq!(s.router.stats().shared_redispatched, 1);
+    assert_eq!(s.router().stats().shared_redispatched, 1);
 }
 
 #[test]
@@ -350,7 +350,7 @@ fn limit_offline_queue_drop_oldest_through_sessions() {
     for k in 0..5u8 {
         s.publish(p, "t", &[k], QoS::AtLeastOnce, false);
     }
-    assert_eq!(s.router.stats().offline_dropped_oldest, 2);
+    assert_eq!(s.router().stats().offline_dropped_oldest, 2);
     s.connect(sub);
     assert_eq!(s.payloads(sub), vec![vec![2], vec![3], vec![4]]);
 }
@@ -414,9 +414,9 @@ fn session_expiry_on_virtual_clock() {
     s.subscribe(c, &[("t", QoS::AtLeastOnce)]);
     s.disconnect(c);
     s.advance(Duration::from_secs(299));
-    assert!(s.router.has_session("c"));
+    assert!(s.router().has_session("c"));
     s.advance(Duration::from_secs(1));
-    assert!(!s.router.has_session("c"));
+    assert!(!s.router().has_session("c"));
     s.connect(c);
     assert!(s.nodes[c].events.contains(&Event::Connected {
         session_present: false
@@ -466,4 +466,105 @@ fn mqtt_4_6_0_5_order_per_publisher_survives_interleaving() {
     }
     // The shuffle really did vary how the two publishers interleave.
     assert!(interleavings.len() > 1);
+}
+
+#[test]
+fn sharded_router_keeps_qos2_exactly_once_under_link_cuts() {
+    for seed in 1..=4u64 {
+        let mut s =
+            Sim::with_shards(3, RouterConfig::default(), ServerConfig::default()).with_seed(seed);
+        let ids = ["s0", "s1", "s2", "s3", "s4"];
+        let nodes: Vec<usize> = ids
+            .iter()
+            .map(|id| s.add(persistent(id).with_inflight_window(3)))
+            .collect();
+        for &i in &nodes {
+            s.connect(i);
+            s.subscribe(i, &[("x", QoS::ExactlyOnce)]);
+        }
+        let p = s.add(persistent("pub"));
+        s.connect(p);
+        for &i in nodes.iter().chain([&p]) {
+            s.nodes[i].faults.cut_one_in = Some(9);
+        }
+        for k in 0..20u8 {
+            s.nodes[p]
+                .client
+                .publish(
+                    s.now,
+                    "x",
+                    Bytes::copy_from_slice(&[k]),
+                    QoS::ExactlyOnce,
+                    false,
+                )
+                .unwrap();
+            for &i in nodes.iter().chain([&p]) {
+                if s.nodes[i].conn.is_none() {
+                    s.connect(i);
+                }
+            }
+            s.run();
+        }
+        for &i in nodes.iter().chain([&p]) {
+            s.nodes[i].faults.cut_one_in = None;
+        }
+        for _ in 0..3 {
+            for &i in nodes.iter().chain([&p]) {
+                if s.nodes[i].conn.is_none() {
+                    s.connect(i);
+                }
+            }
+        }
+        for &i in &nodes {
+            let got = s.payloads(i);
+            for k in 0..20u8 {
+                assert_eq!(
+                    count(&got, &[k]),
+                    1,
+                    "seed {seed}, {}: {k} in {got:?}",
+                    ids[i]
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn sharded_router_shares_and_redispatches_through_sessions() {
+    let mut s = Sim::with_shards(3, RouterConfig::default(), ServerConfig::default());
+    let ids = ["w0", "w1", "w2", "w3"];
+    let workers: Vec<usize> = ids.iter().map(|id| s.add(ClientConfig::new(*id))).collect();
+    let shards: std::collections::BTreeSet<u32> =
+        ids.iter().map(|id| midge_broker::shard_of(id, 3)).collect();
+    assert!(
+        shards.len() > 1,
+        "the workers should live on several shards"
+    );
+    for &w in &workers {
+        s.connect(w);
+        s.subscribe(w, &[("$share/g/jobs", QoS::AtLeastOnce)]);
+    }
+    let p = s.add(ClientConfig::new("boss"));
+    s.connect(p);
+    for k in 0..8u8 {
+        s.publish(p, "jobs", &[k], QoS::AtLeastOnce, false);
+    }
+    for &w in &workers {
+        assert_eq!(s.payloads(w).len(), 2, "{}", ids[w]);
+    }
+    // w0 stops acknowledging, gets a job, and its link fails.
+    s.nodes[workers[0]].faults.blackhole_to_server = true;
+    let before: Vec<usize> = workers.iter().map(|&w| s.payloads(w).len()).collect();
+    let mut k = 100u8;
+    while s.payloads(workers[0]).len() == before[0] {
+        s.publish(p, "jobs", &[k], QoS::AtLeastOnce, false);
+        k += 1;
+    }
+    let lost = s.payloads(workers[0]).last().unwrap().clone();
+    s.cut(workers[0]);
+    let elsewhere: usize = workers[1..]
+        .iter()
+        .map(|&w| count(&s.payloads(w), &lost))
+        .sum();
+    assert_eq!(elsewhere, 1);
 }

@@ -20,7 +20,9 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use bytes::BytesMut;
-use midge_broker::router::{Action, AllowAll, ConnId, ConnectRequest, MemoryStore, Router};
+use midge_broker::router::{
+    shard_of, Action, AllowAll, ConnId, ConnectRequest, MemoryStore, Router, ShardMessage,
+};
 use midge_broker::{Event as ServerEvent, RouterConfig, ServerConfig, ServerSession};
 use midge_codec::{Decoder, Packet, Publish, QoS};
 use midge_session::{Client, ClientConfig, Event as ClientEvent};
@@ -60,7 +62,10 @@ struct Link {
 
 pub struct Sim {
     pub now: Instant,
-    pub router: Router<MemoryStore, AllowAll>,
+    /// The router shards (one unless built with `with_shards`).
+    pub routers: Vec<Router<MemoryStore, AllowAll>>,
+    /// The shard each connection's CONNECT went to.
+    conn_shard: BTreeMap<ConnId, usize>,
     pub nodes: Vec<Node>,
     links: BTreeMap<ConnId, Link>,
     server_config: ServerConfig,
@@ -98,9 +103,26 @@ fn duplicable(p: &Packet) -> bool {
 
 impl Sim {
     pub fn new(router: RouterConfig, server: ServerConfig) -> Self {
+        Self::with_shards(1, router, server)
+    }
+
+    /// A simulation whose router is split into `n` shards exchanging shard
+    /// messages over FIFO channels.
+    pub fn with_shards(n: u32, router: RouterConfig, server: ServerConfig) -> Self {
+        let routers = (0..n.max(1))
+            .map(|shard| {
+                let config = RouterConfig {
+                    shards: n.max(1),
+                    shard,
+                    ..router.clone()
+                };
+                Router::new(config, MemoryStore::new(), AllowAll)
+            })
+            .collect();
         Self {
             now: Instant::from_secs(1000),
-            router: Router::new(router, MemoryStore::new(), AllowAll),
+            routers,
+            conn_shard: BTreeMap::new(),
             nodes: Vec::new(),
             links: BTreeMap::new(),
             server_config: server,
@@ -108,6 +130,17 @@ impl Sim {
             rng: 0x9E37_79B9_7F4A_7C15,
             shuffle: false,
         }
+    }
+
+    /// Shard 0, the whole router unless built with `with_shards`.
+    pub fn router(&self) -> &Router<MemoryStore, AllowAll> {
+        &self.routers[0]
+    }
+
+    /// The shard holding `client_id`'s session.
+    pub fn router_of(&self, client_id: &str) -> &Router<MemoryStore, AllowAll> {
+        let n = u32::try_from(self.routers.len()).unwrap();
+        &self.routers[shard_of(client_id, n) as usize]
     }
 
     pub fn with_seed(mut self, seed: u64) -> Self {
@@ -236,7 +269,7 @@ impl Sim {
                 .filter(|n| n.conn.is_some())
                 .filter_map(|n| n.client.poll_timeout())
                 .chain(self.links.values().filter_map(|l| l.server.poll_timeout()))
-                .chain(self.router.poll_timeout())
+                .chain(self.routers.iter().filter_map(Router::poll_timeout))
                 .min();
             match next {
                 Some(t) if t <= target => {
@@ -252,7 +285,9 @@ impl Sim {
                     for l in self.links.values_mut() {
                         l.server.handle_timeout(now);
                     }
-                    self.router.handle_timeout(now);
+                    for r in &mut self.routers {
+                        r.handle_timeout(now);
+                    }
                     self.run();
                 }
                 _ => break,
@@ -386,20 +421,29 @@ impl Sim {
         }
 
         // The router hears the sessions' events.
+        let n = u32::try_from(self.routers.len()).unwrap();
         for (conn, event) in events {
+            if let ServerEvent::ConnectRequest { client_id, .. } = &event {
+                self.conn_shard
+                    .insert(conn, shard_of(client_id.as_str(), n) as usize);
+            }
+            // A connection closed before its CONNECT goes to shard 0, which
+            // ignores it (and counts it).
+            let shard = self.conn_shard.get(&conn).copied().unwrap_or(0);
+            let router = &mut self.routers[shard];
             match event {
                 ServerEvent::ConnectRequest { .. } => {
                     let request = ConnectRequest::from_event(&event).unwrap();
-                    self.router.handle_connect(now, conn, request);
+                    router.handle_connect(now, conn, request);
                 }
                 ServerEvent::Publish { publish, .. } => {
-                    self.router.handle_publish(now, conn, publish);
+                    router.handle_publish(now, conn, publish);
                 }
                 ServerEvent::Subscribe { packet_id, filters } => {
-                    self.router.handle_subscribe(now, conn, packet_id, filters);
+                    router.handle_subscribe(now, conn, packet_id, filters);
                 }
                 ServerEvent::Unsubscribe { filters, .. } => {
-                    self.router.handle_unsubscribe(now, conn, filters);
+                    router.handle_unsubscribe(now, conn, filters);
                 }
                 ServerEvent::Closed { publish_will, .. } => {
                     if let Some(link) = self.links.remove(&conn) {
@@ -412,15 +456,32 @@ impl Sim {
                             node.conn = None;
                         }
                         let resume = link.server.into_resume_state();
-                        self.router.handle_closed(now, conn, publish_will, resume);
+                        router.handle_closed(now, conn, publish_will, resume);
                     }
                 }
                 other => panic!("unexpected server event {other:?}"),
             }
         }
 
-        // The sessions apply the router's decisions.
-        while let Some(action) = self.router.poll_action() {
+        // The shards talk (FIFO), then the sessions apply the decisions.
+        let mut wire: VecDeque<(usize, ShardMessage)> = VecDeque::new();
+        loop {
+            for r in &mut self.routers {
+                while let Some((to, m)) = r.poll_shard_message() {
+                    wire.push_back((to as usize, m));
+                }
+            }
+            let Some((to, m)) = wire.pop_front() else {
+                break;
+            };
+            progress = true;
+            self.routers[to].handle_shard_message(now, m);
+        }
+        let mut actions = Vec::new();
+        for r in &mut self.routers {
+            actions.extend(core::iter::from_fn(|| r.poll_action()));
+        }
+        for action in actions {
             progress = true;
             match action {
                 Action::Accept {
