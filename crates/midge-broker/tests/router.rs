@@ -898,7 +898,7 @@ fn mqtt_3_1_2_4_sessions_and_retained_survive_a_restart_through_the_store() {
 
     // The broker restarts with what the store recorded.
     let mut fresh = Router::new(RouterConfig::default(), r.store().clone(), AllowAll);
-    fresh.recover(T0);
+    fresh.recover(T0).unwrap();
     assert_eq!(fresh.session_count(), 1);
     assert_eq!(fresh.retained("status").unwrap().payload.as_ref(), b"up");
     assert_eq!(fresh.offline_len("p"), 2);
@@ -917,7 +917,7 @@ fn mqtt_3_1_2_4_sessions_and_retained_survive_a_restart_through_the_store() {
     assert_eq!(bodies, vec![b"queued".to_vec(), b"new".to_vec()]);
     assert_eq!(fresh.subscriptions("p").len(), 2);
     // Recovering twice changes nothing.
-    fresh.recover(T0);
+    fresh.recover(T0).unwrap();
     assert_eq!(fresh.session_count(), 2);
 }
 
@@ -946,4 +946,62 @@ fn limit_retained_bytes_never_leaves_a_stale_message() {
     pub_from(&mut r, 1, publish("a", QoS::AtMostOnce, true, b"1234"));
     pub_from(&mut r, 1, publish("b", QoS::AtMostOnce, true, b"1234"));
     assert_eq!(r.retained_len(), 2);
+}
+
+/// A store whose disk is full: every call fails.
+#[derive(Debug, Default)]
+struct FullDisk;
+
+impl midge_broker::Store for FullDisk {
+    type Error = &'static str;
+
+    fn save_subscription(&mut self, _: &str, _: &Filter, _: QoS) -> Result<(), Self::Error> {
+        Err("full")
+    }
+    fn remove_subscription(&mut self, _: &str, _: &Filter) -> Result<(), Self::Error> {
+        Err("full")
+    }
+    fn save_offline(&mut self, _: &str, _: &ResumeState) -> Result<(), Self::Error> {
+        Err("full")
+    }
+    fn push_queued(&mut self, _: &str, _: &Publish) -> Result<(), Self::Error> {
+        Err("full")
+    }
+    fn pop_queued(&mut self, _: &str) -> Result<(), Self::Error> {
+        Err("full")
+    }
+    fn take_offline(&mut self, _: &str) -> Result<(), Self::Error> {
+        Err("full")
+    }
+    fn remove_session(&mut self, _: &str) -> Result<(), Self::Error> {
+        Err("full")
+    }
+    fn save_retained(&mut self, _: &Publish) -> Result<(), Self::Error> {
+        Err("full")
+    }
+    fn remove_retained(&mut self, _: &str) -> Result<(), Self::Error> {
+        Err("full")
+    }
+    fn recover(&self) -> Result<midge_broker::Recovered, Self::Error> {
+        Err("unreadable")
+    }
+}
+
+#[test]
+fn store_failures_are_counted_and_routing_goes_on() {
+    let mut r = Router::new(RouterConfig::default(), FullDisk, AllowAll);
+    assert_eq!(r.recover(T0), Err("unreadable"));
+    connect(&mut r, 1, "p", false);
+    subscribe(&mut r, 1, &[("t", QoS::AtLeastOnce)]);
+    r.handle_closed(T0, ConnId(1), false, ResumeState::default());
+    connect(&mut r, 2, "pub", true);
+    r.handle_publish(T0, ConnId(2), publish("t", QoS::AtLeastOnce, true, b"m"));
+    assert!(drain(&mut r).is_empty());
+    // subscription, offline snapshot, queued message, retained message
+    assert_eq!(r.stats().store_failures, 4);
+    assert_eq!(r.offline_len("p"), 1);
+    let (present, resume) = connect(&mut r, 3, "p", false);
+    assert!(present);
+    assert_eq!(resume.queued.len(), 1);
+    assert_eq!(r.stats().store_failures, 5);
 }

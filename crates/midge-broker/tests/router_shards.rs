@@ -450,7 +450,7 @@ fn recovered_shards_rebuild_the_replicated_index() {
         fresh.shards[i] = Router::new(config, old.store().clone(), AllowAll);
     }
     for r in &mut fresh.shards {
-        r.recover(T0);
+        r.recover(T0).unwrap();
     }
     fresh.pump();
     fresh.connect(30, "publisher", true);

@@ -219,6 +219,10 @@ pub struct RouterStats {
     pub shared_lost: u64,
     /// Unacknowledged messages discarded with a clean session.
     pub clean_session_discarded: u64,
+    /// [`Store`] calls that failed. The router's own memory stays
+    /// authoritative while it runs; what failed to be recorded would be
+    /// missing after a restart.
+    pub store_failures: u64,
     /// Events for connections the router does not know (ignored).
     pub unknown_connections: u64,
     /// CONNECTs refused because the client id belongs to another shard
@@ -422,6 +426,11 @@ fn with_qos(mut publish: Publish, qos: QoS) -> Publish {
     publish
 }
 
+/// 1 for a failed store call, 0 otherwise.
+fn failed<E>(result: Result<(), E>) -> u64 {
+    u64::from(result.is_err())
+}
+
 fn message_bytes(publish: &Publish) -> usize {
     publish.topic.len().saturating_add(publish.payload.len())
 }
@@ -589,8 +598,12 @@ impl<S: Store, A: Auth> Router<S, A> {
     /// shards, on every shard before any shard message moves (the restored
     /// subscriptions are broadcast). Sessions this router already holds are
     /// left alone.
-    pub fn recover(&mut self, now: Instant) {
-        let recovered = self.store.recover();
+    ///
+    /// # Errors
+    /// The store's error when it cannot give its records back; nothing is
+    /// restored then.
+    pub fn recover(&mut self, now: Instant) -> Result<(), S::Error> {
+        let recovered = self.store.recover()?;
         for r in recovered.sessions {
             if self.sessions.contains_key(&r.client_id) {
                 continue;
@@ -628,6 +641,7 @@ impl<S: Store, A: Auth> Router<S, A> {
             }
             self.retained_bytes = self.retained_bytes.saturating_add(bytes);
         }
+        Ok(())
     }
 
     // ----- inputs -------------------------------------------------------
@@ -736,7 +750,7 @@ impl<S: Store, A: Auth> Router<S, A> {
         let mut resume = core::mem::take(&mut session.offline);
         session.offline_bytes = 0;
         if session_present {
-            self.store.take_offline(&client_id);
+            self.stats.store_failures += failed(self.store.take_offline(&client_id));
             resume.subscriptions = session.subs.keys().cloned().collect();
         } else {
             resume = ResumeState::default();
@@ -765,7 +779,7 @@ impl<S: Store, A: Auth> Router<S, A> {
             self.unsubscribe_everywhere(client_id, filter);
         }
         self.set_presence(client_id, false);
-        self.store.remove_session(client_id);
+        self.stats.store_failures += failed(self.store.remove_session(client_id));
     }
 
     /// A connection's [`Event::Publish`]: route the message.
@@ -833,7 +847,7 @@ impl<S: Store, A: Auth> Router<S, A> {
         }
         let mut stored = with_qos(publish.clone(), publish.qos());
         stored.retain = true;
-        self.store.save_retained(&stored);
+        self.stats.store_failures += failed(self.store.save_retained(&stored));
         self.retained_bytes = self
             .retained_bytes
             .saturating_sub(old_bytes)
@@ -845,7 +859,7 @@ impl<S: Store, A: Auth> Router<S, A> {
     fn forget_retained(&mut self, topic: &str) {
         if let Some(old) = self.retained.remove(topic) {
             self.retained_bytes = self.retained_bytes.saturating_sub(message_bytes(&old));
-            self.store.remove_retained(topic);
+            self.stats.store_failures += failed(self.store.remove_retained(topic));
         }
     }
 
@@ -982,7 +996,7 @@ impl<S: Store, A: Auth> Router<S, A> {
                     let old = session.offline.queued.remove(0);
                     session.offline_bytes =
                         session.offline_bytes.saturating_sub(message_bytes(&old));
-                    self.store.pop_queued(client_id);
+                    self.stats.store_failures += failed(self.store.pop_queued(client_id));
                     self.stats.offline_dropped_oldest += 1;
                 }
             }
@@ -992,7 +1006,7 @@ impl<S: Store, A: Auth> Router<S, A> {
             }
         }
         session.offline_bytes = session.offline_bytes.saturating_add(size);
-        self.store.push_queued(client_id, &publish);
+        self.stats.store_failures += failed(self.store.push_queued(client_id, &publish));
         session.offline.queued.push(publish);
     }
 
@@ -1095,8 +1109,11 @@ impl<S: Store, A: Auth> Router<S, A> {
             session.subs.insert(request.filter.clone(), qos);
         }
         if !clean {
-            self.store
-                .save_subscription(client_id, &request.filter, qos);
+            self.stats.store_failures += failed(self.store.save_subscription(
+                client_id,
+                &request.filter,
+                qos,
+            ));
         }
         SubscribeReturnCode::Success(qos)
     }
@@ -1181,7 +1198,8 @@ impl<S: Store, A: Auth> Router<S, A> {
             if let Some(clean) = removed {
                 self.unsubscribe_everywhere(&client_id, &filter);
                 if !clean {
-                    self.store.remove_subscription(&client_id, &filter);
+                    self.stats.store_failures +=
+                        failed(self.store.remove_subscription(&client_id, &filter));
                 }
             }
         }
@@ -1241,7 +1259,8 @@ impl<S: Store, A: Auth> Router<S, A> {
                     state.queued.append(&mut session.offline.queued);
                     session.offline_bytes = state_bytes(&state);
                     session.offline = state;
-                    self.store.save_offline(&client_id, &session.offline);
+                    self.stats.store_failures +=
+                        failed(self.store.save_offline(&client_id, &session.offline));
                     self.sessions.insert(client_id.clone(), session);
                     self.set_presence(&client_id, false);
                 }

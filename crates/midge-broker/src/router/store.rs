@@ -27,29 +27,71 @@ use crate::event::ResumeState;
 /// - a connection of a persistent session ends: its inflight and queued
 ///   messages and inbound QoS 2 ids are saved as the offline snapshot;
 /// - a session resumes (the snapshot moves to the connection) or ends.
+///
+/// Every call may fail; the router counts failures in
+/// [`RouterStats::store_failures`](crate::RouterStats::store_failures) and
+/// carries on with its in-memory state.
 pub trait Store {
+    /// Why a call failed.
+    type Error: core::fmt::Debug;
+
     /// A subscription was made or its QoS replaced.
-    fn save_subscription(&mut self, client_id: &str, filter: &Filter, qos: QoS);
+    ///
+    /// # Errors
+    /// When the change could not be recorded.
+    fn save_subscription(
+        &mut self,
+        client_id: &str,
+        filter: &Filter,
+        qos: QoS,
+    ) -> Result<(), Self::Error>;
     /// A subscription was removed.
-    fn remove_subscription(&mut self, client_id: &str, filter: &Filter);
+    ///
+    /// # Errors
+    /// When the change could not be recorded.
+    fn remove_subscription(&mut self, client_id: &str, filter: &Filter) -> Result<(), Self::Error>;
     /// A persistent session went offline with this state (its
     /// `subscriptions` field is left empty: subscriptions are saved one by
     /// one). Replaces any earlier snapshot.
-    fn save_offline(&mut self, client_id: &str, state: &ResumeState);
+    ///
+    /// # Errors
+    /// When the change could not be recorded.
+    fn save_offline(&mut self, client_id: &str, state: &ResumeState) -> Result<(), Self::Error>;
     /// A message was appended to an offline session's queue.
-    fn push_queued(&mut self, client_id: &str, publish: &Publish);
+    ///
+    /// # Errors
+    /// When the change could not be recorded.
+    fn push_queued(&mut self, client_id: &str, publish: &Publish) -> Result<(), Self::Error>;
     /// The oldest queued message of an offline session was evicted.
-    fn pop_queued(&mut self, client_id: &str);
+    ///
+    /// # Errors
+    /// When the change could not be recorded.
+    fn pop_queued(&mut self, client_id: &str) -> Result<(), Self::Error>;
     /// The offline snapshot was handed to a new connection.
-    fn take_offline(&mut self, client_id: &str);
+    ///
+    /// # Errors
+    /// When the change could not be recorded.
+    fn take_offline(&mut self, client_id: &str) -> Result<(), Self::Error>;
     /// The session and everything recorded for it are gone.
-    fn remove_session(&mut self, client_id: &str);
+    ///
+    /// # Errors
+    /// When the change could not be recorded.
+    fn remove_session(&mut self, client_id: &str) -> Result<(), Self::Error>;
     /// A retained message was stored or replaced for its topic.
-    fn save_retained(&mut self, publish: &Publish);
+    ///
+    /// # Errors
+    /// When the change could not be recorded.
+    fn save_retained(&mut self, publish: &Publish) -> Result<(), Self::Error>;
     /// The retained message of `topic` was deleted.
-    fn remove_retained(&mut self, topic: &str);
+    ///
+    /// # Errors
+    /// When the change could not be recorded.
+    fn remove_retained(&mut self, topic: &str) -> Result<(), Self::Error>;
     /// Everything recorded, for a router starting up.
-    fn recover(&self) -> Recovered;
+    ///
+    /// # Errors
+    /// When the records cannot be read.
+    fn recover(&self) -> Result<Recovered, Self::Error>;
 }
 
 /// What a [`Store`] gives back at start-up.
@@ -148,68 +190,84 @@ impl MemoryStore {
 }
 
 impl Store for MemoryStore {
-    fn save_subscription(&mut self, client_id: &str, filter: &Filter, qos: QoS) {
+    type Error = core::convert::Infallible;
+
+    fn save_subscription(
+        &mut self,
+        client_id: &str,
+        filter: &Filter,
+        qos: QoS,
+    ) -> Result<(), Self::Error> {
         self.subscriptions
             .entry(client_id.to_string())
             .or_default()
             .insert(filter.clone(), qos);
+        Ok(())
     }
 
-    fn remove_subscription(&mut self, client_id: &str, filter: &Filter) {
+    fn remove_subscription(&mut self, client_id: &str, filter: &Filter) -> Result<(), Self::Error> {
         if let Some(m) = self.subscriptions.get_mut(client_id) {
             m.remove(filter);
             if m.is_empty() {
                 self.subscriptions.remove(client_id);
             }
         }
+        Ok(())
     }
 
-    fn save_offline(&mut self, client_id: &str, state: &ResumeState) {
+    fn save_offline(&mut self, client_id: &str, state: &ResumeState) -> Result<(), Self::Error> {
         self.offline.insert(client_id.to_string(), state.clone());
         self.queued.remove(client_id);
+        Ok(())
     }
 
-    fn push_queued(&mut self, client_id: &str, publish: &Publish) {
+    fn push_queued(&mut self, client_id: &str, publish: &Publish) -> Result<(), Self::Error> {
         self.queued
             .entry(client_id.to_string())
             .or_default()
             .push_back(publish.clone());
+        Ok(())
     }
 
-    fn pop_queued(&mut self, client_id: &str) {
+    fn pop_queued(&mut self, client_id: &str) -> Result<(), Self::Error> {
         // The snapshot's own queue is older than the pushed messages.
         if let Some(state) = self.offline.get_mut(client_id) {
             if !state.queued.is_empty() {
                 state.queued.remove(0);
-                return;
+                return Ok(());
             }
         }
         if let Some(q) = self.queued.get_mut(client_id) {
             q.pop_front();
         }
+        Ok(())
     }
 
-    fn take_offline(&mut self, client_id: &str) {
+    fn take_offline(&mut self, client_id: &str) -> Result<(), Self::Error> {
         self.offline.remove(client_id);
         self.queued.remove(client_id);
+        Ok(())
     }
 
-    fn remove_session(&mut self, client_id: &str) {
+    fn remove_session(&mut self, client_id: &str) -> Result<(), Self::Error> {
         self.subscriptions.remove(client_id);
         self.offline.remove(client_id);
         self.queued.remove(client_id);
+        Ok(())
     }
 
-    fn save_retained(&mut self, publish: &Publish) {
+    fn save_retained(&mut self, publish: &Publish) -> Result<(), Self::Error> {
         self.retained
             .insert(publish.topic.as_str().to_string(), publish.clone());
+        Ok(())
     }
 
-    fn remove_retained(&mut self, topic: &str) {
+    fn remove_retained(&mut self, topic: &str) -> Result<(), Self::Error> {
         self.retained.remove(topic);
+        Ok(())
     }
 
-    fn recover(&self) -> Recovered {
+    fn recover(&self) -> Result<Recovered, Self::Error> {
         let mut sessions: BTreeMap<&str, RecoveredSession> = BTreeMap::new();
         let ids = self
             .subscriptions
@@ -228,9 +286,9 @@ impl Store for MemoryStore {
             }
             session.state.queued.extend(self.queued(id));
         }
-        Recovered {
+        Ok(Recovered {
             sessions: sessions.into_values().collect(),
             retained: self.retained.values().cloned().collect(),
-        }
+        })
     }
 }
