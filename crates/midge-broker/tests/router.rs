@@ -1005,3 +1005,228 @@ fn store_failures_are_counted_and_routing_goes_on() {
     assert_eq!(resume.queued.len(), 1);
     assert_eq!(r.stats().store_failures, 5);
 }
+
+#[test]
+fn mqtt_3_1_2_7_retained_message_outlives_its_publishers_session() {
+    let mut r = router(RouterConfig::default());
+    connect(&mut r, 1, "pub", true);
+    pub_from(&mut r, 1, publish("keep", QoS::AtLeastOnce, true, b"v"));
+    r.handle_closed(T0, ConnId(1), false, ResumeState::default());
+    assert!(!r.has_session("pub"));
+    connect(&mut r, 2, "sub", true);
+    let (_, actions) = subscribe(&mut r, 2, &[("keep", QoS::AtLeastOnce)]);
+    assert_eq!(deliveries(&actions).len(), 1);
+}
+
+#[test]
+fn mqtt_3_1_2_12_no_will_no_publication_on_abnormal_close() {
+    let mut r = router(RouterConfig::default());
+    connect(&mut r, 1, "watch", true);
+    subscribe(&mut r, 1, &[("#", QoS::AtLeastOnce)]);
+    connect(&mut r, 2, "dev", true);
+    // Even if told the will is due, a client without one publishes nothing.
+    r.handle_closed(T0, ConnId(2), true, ResumeState::default());
+    assert!(drain(&mut r).is_empty());
+    assert_eq!(r.stats().wills_published, 0);
+}
+
+fn with_will(id: &str, retain: bool) -> ConnectRequest {
+    let mut req = request(id, true);
+    req.will = Some(LastWill {
+        topic: Topic::new("wills/x").unwrap(),
+        message: Bytes::from_static(b"bye"),
+        qos: QoS::AtLeastOnce,
+        retain,
+    });
+    req
+}
+
+#[test]
+fn mqtt_3_1_2_16_will_without_retain_is_not_retained() {
+    let mut r = router(RouterConfig::default());
+    connect(&mut r, 1, "watch", true);
+    subscribe(&mut r, 1, &[("wills/#", QoS::AtLeastOnce)]);
+    r.handle_connect(T0, ConnId(2), with_will("dev", false));
+    drain(&mut r);
+    r.handle_closed(T0, ConnId(2), true, ResumeState::default());
+    assert_eq!(deliveries(&drain(&mut r)).len(), 1);
+    assert!(r.retained("wills/x").is_none());
+}
+
+#[test]
+fn mqtt_3_1_2_17_will_with_retain_is_retained() {
+    let mut r = router(RouterConfig::default());
+    r.handle_connect(T0, ConnId(2), with_will("dev", true));
+    drain(&mut r);
+    r.handle_closed(T0, ConnId(2), true, ResumeState::default());
+    let kept = r.retained("wills/x").unwrap();
+    assert!(kept.retain);
+    assert_eq!(kept.payload.as_ref(), b"bye");
+    connect(&mut r, 3, "late", true);
+    let (_, actions) = subscribe(&mut r, 3, &[("wills/x", QoS::AtLeastOnce)]);
+    assert_eq!(
+        deliveries(&actions),
+        vec![(3, "wills/x".into(), QoS::AtLeastOnce, true, b"bye".to_vec())]
+    );
+}
+
+#[test]
+fn mqtt_3_1_3_2_client_id_selects_the_session_state() {
+    let mut r = router(RouterConfig::default());
+    connect(&mut r, 1, "a", false);
+    subscribe(&mut r, 1, &[("only/a", QoS::AtLeastOnce)]);
+    r.handle_closed(T0, ConnId(1), false, ResumeState::default());
+    let (present_b, resume_b) = connect(&mut r, 2, "b", false);
+    assert!(!present_b);
+    assert!(resume_b.subscriptions.is_empty());
+    let (present_a, resume_a) = connect(&mut r, 3, "a", false);
+    assert!(present_a);
+    assert_eq!(resume_a.subscriptions, vec![Filter::new("only/a").unwrap()]);
+}
+
+#[test]
+fn mqtt_3_1_4_3_clean_session_handling_follows_a_valid_connect() {
+    let mut r = router(RouterConfig::default());
+    connect(&mut r, 1, "p", false);
+    subscribe(&mut r, 1, &[("t", QoS::AtLeastOnce)]);
+    r.handle_closed(T0, ConnId(1), false, ResumeState::default());
+    // An accepted CONNECT with CleanSession 1 discards it.
+    let (present, _) = connect(&mut r, 2, "p", true);
+    assert!(!present);
+    assert!(r.subscriptions("p").is_empty());
+}
+
+#[test]
+fn mqtt_3_3_2_3_delivered_topic_is_the_published_name_matching_the_filter() {
+    let mut r = router(RouterConfig::default());
+    connect(&mut r, 1, "s", true);
+    subscribe(&mut r, 1, &[("sport/+/score", QoS::AtMostOnce)]);
+    let got = pub_from(
+        &mut r,
+        1,
+        publish("sport/tennis/score", QoS::AtMostOnce, false, b"1"),
+    );
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].1, "sport/tennis/score");
+    assert!(midge_topic::matches_str("sport/+/score", &got[0].1));
+    assert!(pub_from(
+        &mut r,
+        1,
+        publish("sport/tennis/set", QoS::AtMostOnce, false, b"")
+    )
+    .is_empty());
+}
+
+#[test]
+fn mqtt_3_8_4_4_filters_in_one_subscribe_act_as_separate_subscribes() {
+    let mut one = router(RouterConfig::default());
+    let mut many = router(RouterConfig::default());
+    for r in [&mut one, &mut many] {
+        connect(r, 1, "s", true);
+        r.handle_publish(T0, ConnId(1), publish("a", QoS::AtLeastOnce, true, b"ra"));
+        r.handle_publish(T0, ConnId(1), publish("b", QoS::AtLeastOnce, true, b"rb"));
+        drain(r);
+    }
+    let (codes, together) = subscribe(
+        &mut one,
+        1,
+        &[("a", QoS::AtMostOnce), ("b", QoS::ExactlyOnce)],
+    );
+    let (c1, mut apart) = subscribe(&mut many, 1, &[("a", QoS::AtMostOnce)]);
+    let (c2, more) = subscribe(&mut many, 1, &[("b", QoS::ExactlyOnce)]);
+    apart.extend(more);
+    assert_eq!(codes, [c1, c2].concat());
+    assert_eq!(deliveries(&together), deliveries(&apart));
+    assert_eq!(one.subscriptions("s"), many.subscriptions("s"));
+}
+
+#[test]
+fn mqtt_3_8_4_6_delivered_qos_is_the_lower_of_published_and_granted() {
+    let mut r = router(RouterConfig::default());
+    connect(&mut r, 1, "s", true);
+    subscribe(&mut r, 1, &[("q", QoS::AtLeastOnce)]);
+    for (published, expected) in [
+        (QoS::AtMostOnce, QoS::AtMostOnce),
+        (QoS::AtLeastOnce, QoS::AtLeastOnce),
+        (QoS::ExactlyOnce, QoS::AtLeastOnce),
+    ] {
+        let got = pub_from(&mut r, 1, publish("q", published, false, b""));
+        assert_eq!(got[0].2, expected, "published at {published:?}");
+    }
+}
+
+#[test]
+fn mqtt_3_10_4_2_no_queueing_after_unsubscribe() {
+    let mut r = router(RouterConfig::default());
+    connect(&mut r, 1, "p", false);
+    subscribe(&mut r, 1, &[("t", QoS::AtLeastOnce)]);
+    r.handle_unsubscribe(T0, ConnId(1), vec![Filter::new("t").unwrap()]);
+    r.handle_closed(T0, ConnId(1), false, ResumeState::default());
+    connect(&mut r, 2, "pub", true);
+    pub_from(&mut r, 2, publish("t", QoS::AtLeastOnce, false, b"x"));
+    assert_eq!(r.offline_len("p"), 0);
+}
+
+#[test]
+fn mqtt_3_10_4_6_filters_in_one_unsubscribe_act_as_separate_ones() {
+    let mut one = router(RouterConfig::default());
+    let mut many = router(RouterConfig::default());
+    for r in [&mut one, &mut many] {
+        connect(r, 1, "s", true);
+        subscribe(
+            r,
+            1,
+            &[
+                ("a", QoS::AtMostOnce),
+                ("b", QoS::AtMostOnce),
+                ("c", QoS::AtMostOnce),
+            ],
+        );
+    }
+    one.handle_unsubscribe(
+        T0,
+        ConnId(1),
+        vec![Filter::new("a").unwrap(), Filter::new("c").unwrap()],
+    );
+    many.handle_unsubscribe(T0, ConnId(1), vec![Filter::new("a").unwrap()]);
+    many.handle_unsubscribe(T0, ConnId(1), vec![Filter::new("c").unwrap()]);
+    assert_eq!(one.subscriptions("s"), many.subscriptions("s"));
+    assert_eq!(
+        one.subscriptions("s"),
+        vec![(Filter::new("b").unwrap(), QoS::AtMostOnce)]
+    );
+}
+
+#[test]
+fn mqtt_4_1_0_2_clean_session_state_lives_while_connected() {
+    let mut r = router(RouterConfig::default());
+    connect(&mut r, 1, "c", true);
+    subscribe(&mut r, 1, &[("t", QoS::AtMostOnce)]);
+    for _ in 0..3 {
+        assert_eq!(
+            pub_from(&mut r, 1, publish("t", QoS::AtMostOnce, false, b"")).len(),
+            1
+        );
+    }
+    assert!(r.has_session("c"));
+    r.handle_closed(T0, ConnId(1), false, ResumeState::default());
+    assert!(!r.has_session("c"));
+}
+
+#[test]
+fn mqtt_4_5_0_1_accepted_message_joins_every_matching_session() {
+    let mut r = router(RouterConfig::default());
+    connect(&mut r, 1, "online", true);
+    subscribe(&mut r, 1, &[("m/#", QoS::AtLeastOnce)]);
+    connect(&mut r, 2, "offline", false);
+    subscribe(&mut r, 2, &[("m/+", QoS::ExactlyOnce)]);
+    r.handle_closed(T0, ConnId(2), false, ResumeState::default());
+    connect(&mut r, 3, "none", true);
+    subscribe(&mut r, 3, &[("other", QoS::AtLeastOnce)]);
+    let got = pub_from(&mut r, 1, publish("m/x", QoS::ExactlyOnce, false, b"m"));
+    assert_eq!(
+        got,
+        vec![(1, "m/x".into(), QoS::AtLeastOnce, false, b"m".to_vec())]
+    );
+    assert_eq!(r.offline_len("offline"), 1);
+}

@@ -568,3 +568,62 @@ fn sharded_router_shares_and_redispatches_through_sessions() {
         .sum();
     assert_eq!(elsewhere, 1);
 }
+
+#[test]
+fn mqtt_3_3_5_2_unauthorised_publish_is_acknowledged_and_dropped() {
+    let mut s = sim();
+    s.routers[0].auth_mut().deny_publish.push("secret".into());
+    let sub = s.add(ClientConfig::new("sub"));
+    let p = s.add(ClientConfig::new("pub"));
+    s.connect(sub);
+    s.subscribe(sub, &[("#", QoS::AtLeastOnce)]);
+    s.connect(p);
+    s.publish(p, "secret", b"no", QoS::AtLeastOnce, false);
+    s.publish(p, "secret", b"no", QoS::ExactlyOnce, false);
+    // Both handshakes completed as usual and the link is still up ...
+    let delivered = s.nodes[p]
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::Delivered { .. }))
+        .count();
+    assert_eq!(delivered, 2);
+    assert!(s.is_connected(p));
+    // ... but nobody got the messages.
+    assert!(s.payloads(sub).is_empty());
+    assert_eq!(s.router().stats().denied_publishes, 2);
+    s.publish(p, "open", b"yes", QoS::AtLeastOnce, false);
+    assert_eq!(s.payloads(sub), vec![b"yes".to_vec()]);
+}
+
+#[test]
+fn mqtt_3_10_4_3_unsubscribe_lets_begun_deliveries_finish() {
+    let server = ServerConfig {
+        max_inflight: 1,
+        ..ServerConfig::default()
+    };
+    let mut s = Sim::new(RouterConfig::default(), server);
+    let sub = s.add(ClientConfig::new("sub").with_manual_acks(true));
+    let p = s.add(ClientConfig::new("pub"));
+    s.connect(sub);
+    s.subscribe(sub, &[("t", QoS::AtLeastOnce)]);
+    s.connect(p);
+    s.publish(p, "t", b"1", QoS::AtLeastOnce, false);
+    s.publish(p, "t", b"2", QoS::AtLeastOnce, false);
+    // "1" is in flight (not acknowledged yet), "2" waits behind it.
+    assert_eq!(s.payloads(sub), vec![b"1".to_vec()]);
+    s.unsubscribe(sub, &["t"]);
+    s.publish(p, "t", b"3", QoS::AtLeastOnce, false);
+    let token = s.nodes[sub]
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::Message { ack, .. } => *ack,
+            _ => None,
+        })
+        .unwrap();
+    s.nodes[sub].client.ack(s.now, token);
+    s.run();
+    // The deliveries begun before the UNSUBSCRIBE complete; nothing new comes.
+    let got = s.payloads(sub);
+    assert_eq!(got, vec![b"1".to_vec(), b"2".to_vec()]);
+}

@@ -1389,6 +1389,17 @@ impl<S: Store, A: Auth> Router<S, A> {
         &self.store
     }
 
+    /// The authorisation hook.
+    #[must_use]
+    pub fn auth(&self) -> &A {
+        &self.auth
+    }
+
+    /// The authorisation hook, for example to reload its rules.
+    pub fn auth_mut(&mut self) -> &mut A {
+        &mut self.auth
+    }
+
     /// The number of sessions, online and offline.
     #[must_use]
     pub fn session_count(&self) -> usize {

@@ -21,12 +21,38 @@ use std::collections::{BTreeMap, VecDeque};
 
 use bytes::BytesMut;
 use midge_broker::router::{
-    shard_of, Action, AllowAll, ConnId, ConnectRequest, MemoryStore, Router, ShardMessage,
+    shard_of, Action, Auth, ConnId, ConnectRequest, MemoryStore, Router, ShardMessage,
 };
 use midge_broker::{Event as ServerEvent, RouterConfig, ServerConfig, ServerSession};
+use midge_codec::ConnectReturnCode;
 use midge_codec::{Decoder, Packet, Publish, QoS};
 use midge_session::{Client, ClientConfig, Event as ClientEvent};
 use midge_time::{Duration, Instant};
+
+/// Lets everyone in; publishing to a topic in `deny_publish` is refused.
+#[derive(Debug, Clone, Default)]
+pub struct SimAuth {
+    pub deny_publish: Vec<String>,
+}
+
+impl Auth for SimAuth {
+    fn connect(
+        &mut self,
+        _client_id: &str,
+        _username: Option<&str>,
+        _password: Option<&[u8]>,
+    ) -> Result<(), ConnectReturnCode> {
+        Ok(())
+    }
+
+    fn may_publish(&self, _client_id: &str, _username: Option<&str>, topic: &str) -> bool {
+        !self.deny_publish.iter().any(|t| t == topic)
+    }
+
+    fn may_subscribe(&self, _client_id: &str, _username: Option<&str>, _filter: &str) -> bool {
+        true
+    }
+}
 
 /// Faults applied to one client's link.
 #[derive(Debug, Clone, Default)]
@@ -63,7 +89,7 @@ struct Link {
 pub struct Sim {
     pub now: Instant,
     /// The router shards (one unless built with `with_shards`).
-    pub routers: Vec<Router<MemoryStore, AllowAll>>,
+    pub routers: Vec<Router<MemoryStore, SimAuth>>,
     /// The shard each connection's CONNECT went to.
     conn_shard: BTreeMap<ConnId, usize>,
     pub nodes: Vec<Node>,
@@ -116,7 +142,7 @@ impl Sim {
                     shard,
                     ..router.clone()
                 };
-                Router::new(config, MemoryStore::new(), AllowAll)
+                Router::new(config, MemoryStore::new(), SimAuth::default())
             })
             .collect();
         Self {
@@ -133,12 +159,12 @@ impl Sim {
     }
 
     /// Shard 0, the whole router unless built with `with_shards`.
-    pub fn router(&self) -> &Router<MemoryStore, AllowAll> {
+    pub fn router(&self) -> &Router<MemoryStore, SimAuth> {
         &self.routers[0]
     }
 
     /// The shard holding `client_id`'s session.
-    pub fn router_of(&self, client_id: &str) -> &Router<MemoryStore, AllowAll> {
+    pub fn router_of(&self, client_id: &str) -> &Router<MemoryStore, SimAuth> {
         let n = u32::try_from(self.routers.len()).unwrap();
         &self.routers[shard_of(client_id, n) as usize]
     }
