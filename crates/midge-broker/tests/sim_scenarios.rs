@@ -50,7 +50,7 @@ fn mqtt_3_1_4_2_takeover_disconnects_first_connection() {
     assert!(s.payloads(a).is_empty());
 }
 
-// covers: MQTT-3.2.2-2
+// covers: MQTT-3.2.2-2, MQTT-4.1.0-1
 #[test]
 fn mqtt_3_1_2_5_persistent_resume_with_qos1_and_qos2_in_flight() {
     let mut s = sim();

@@ -649,7 +649,9 @@ impl<S: Store, A: Auth> Router<S, A> {
     /// A connection's [`Event::ConnectRequest`]. Answers with
     /// [`Action::Refuse`], [`Action::Accept`], or, when the client id is
     /// connected elsewhere, [`Action::Close`] for the earlier connection
-    /// [MQTT-3.1.4-2] with the `Accept` following its close.
+    /// [MQTT-3.1.4-2] with the `Accept` following its close. The earlier
+    /// connection's will is not published then: the client is still there,
+    /// and its new CONNECT brings the will that counts.
     pub fn handle_connect(&mut self, now: Instant, conn: ConnId, request: ConnectRequest) {
         let client_id = request.client_id.as_str().to_string();
         if self.client_shard(&client_id) != self.me() {
