@@ -1230,3 +1230,24 @@ fn mqtt_4_5_0_1_accepted_message_joins_every_matching_session() {
     );
     assert_eq!(r.offline_len("offline"), 1);
 }
+
+#[test]
+fn mqtt_3_1_4_2_takeover_whose_new_connection_dies_first_leaves_no_ghost() {
+    let mut r = router(RouterConfig::default());
+    connect(&mut r, 1, "dev", false);
+    subscribe(&mut r, 1, &[("t", QoS::AtLeastOnce)]);
+    r.handle_connect(T0, ConnId(2), request("dev", false));
+    assert_eq!(drain(&mut r), vec![Action::Close { conn: ConnId(1) }]);
+    // The new connection drops before the old one has closed.
+    r.handle_closed(T0, ConnId(2), false, ResumeState::default());
+    r.handle_closed(T0, ConnId(1), true, ResumeState::default());
+    assert!(drain(&mut r).is_empty(), "nobody is left to accept");
+    assert_eq!(r.connection_count(), 0);
+    // The session went offline properly: messages queue, and it resumes.
+    connect(&mut r, 3, "pub", true);
+    pub_from(&mut r, 3, publish("t", QoS::AtLeastOnce, false, b"q"));
+    assert_eq!(r.offline_len("dev"), 1);
+    let (present, resume) = connect(&mut r, 4, "dev", false);
+    assert!(present);
+    assert_eq!(resume.queued.len(), 1);
+}

@@ -1274,6 +1274,13 @@ impl<S: Store, A: Auth> Router<S, A> {
                     self.route(now, &client_id, username.as_deref(), publish);
                 }
             }
+            Link::Handover { old, new, .. } if new == conn => {
+                // The waiting connection went away before it was accepted:
+                // the old one's close, still to come, ends the session as
+                // usual (its will was already dropped by the takeover).
+                session.link = Link::Online(old);
+                self.sessions.insert(client_id, session);
+            }
             _ => {
                 // A stale connection of this client (already replaced).
                 self.stats.unknown_connections += 1;
