@@ -178,9 +178,9 @@ proptest! {
             prop_assert_eq!(waiting, 0, "a connection waits forever");
             let live = d.conns.values().filter(|(_, s)| *s == State::Live).count();
             prop_assert_eq!(d.router.connection_count(), live);
-            for i in 0..IDS.len() {
+            for (i, id) in IDS.iter().enumerate() {
                 let n = d.conns.values().filter(|(c, s)| *c == i && *s == State::Live).count();
-                prop_assert!(n <= 1, "client {} has {} live connections", IDS[i], n);
+                prop_assert!(n <= 1, "client {} has {} live connections", id, n);
             }
         }
         // In the end every close is applied, and nobody is left waiting.
