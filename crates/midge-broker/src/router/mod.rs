@@ -9,9 +9,12 @@
 //! each once per session at the highest granted QoS [MQTT-3.3.5-1]; stores,
 //! replaces and deletes retained messages [MQTT-3.3.1-5] [MQTT-3.3.1-10];
 //! publishes wills on an abnormal close only [MQTT-3.1.2-8]; shares
-//! `$share/{group}/{filter}` subscriptions round robin (a share group is a
-//! subscription of its own: a member that also holds a plain matching
-//! subscription gets both copies); calls an [`Auth`]
+//! `$share/{group}/{filter}` subscriptions round robin, connected members
+//! first (a share group is a subscription of its own: a member that also
+//! holds a plain matching subscription gets both copies; when a clean
+//! member's connection ends, the group's messages it had not acknowledged
+//! go to another member, while a persistent member keeps them for its
+//! return); calls an [`Auth`]
 //! hook and records durable state through a [`Store`]. Every table has a
 //! limit in [`RouterConfig`], and every drop is counted in [`RouterStats`].
 //!
@@ -58,9 +61,10 @@
 //!
 //! Routing is synchronous: when `handle_publish` returns, the message has
 //! been handed out, queued (and recorded in the [`Store`]) or counted as
-//! dropped, so a driver using
+//! dropped, or (with several shards) put in shard messages, so a driver
+//! using
 //! [`ServerConfig::ack_after_route`](crate::ServerConfig::ack_after_route)
-//! may acknowledge it right then.
+//! may acknowledge it once those are handed over.
 //!
 //! Key types: [`Router`], [`RouterConfig`], [`Action`], [`ConnId`],
 //! [`ConnectRequest`], [`RouterStats`], [`Auth`], [`Store`],
@@ -1291,6 +1295,9 @@ impl<S: Store, A: Auth> Router<S, A> {
 
     /// Sends the unacknowledged messages of a clean session that ended to
     /// other members of its share groups; the rest are counted as discarded.
+    /// A message is taken as the group's when its topic matches one of the
+    /// session's shared filters and none of its plain ones (a session's
+    /// messages do not say which subscription brought them).
     fn redispatch(
         &mut self,
         now: Instant,
