@@ -1251,3 +1251,33 @@ fn mqtt_3_1_4_2_takeover_whose_new_connection_dies_first_leaves_no_ghost() {
     assert!(present);
     assert_eq!(resume.queued.len(), 1);
 }
+
+#[test]
+fn shared_subscription_gets_no_retained_messages() {
+    let mut r = router(RouterConfig::default());
+    connect(&mut r, 1, "w", true);
+    pub_from(&mut r, 1, publish("jobs", QoS::AtLeastOnce, true, b"old"));
+    let (codes, actions) = subscribe(&mut r, 1, &[("$share/g/jobs", QoS::AtLeastOnce)]);
+    assert_eq!(codes, vec![SubscribeReturnCode::Success(QoS::AtLeastOnce)]);
+    assert!(deliveries(&actions).is_empty());
+}
+
+#[test]
+fn malformed_shared_subscription_is_refused() {
+    let mut r = router(RouterConfig::default());
+    connect(&mut r, 1, "w", true);
+    let (codes, _) = subscribe(
+        &mut r,
+        1,
+        &[
+            ("$share/g", QoS::AtLeastOnce),
+            ("$share/+/x", QoS::AtMostOnce),
+        ],
+    );
+    assert_eq!(
+        codes,
+        vec![SubscribeReturnCode::Failure, SubscribeReturnCode::Failure]
+    );
+    assert_eq!(r.stats().refused_subscriptions, 2);
+    assert!(r.subscriptions("w").is_empty());
+}
