@@ -123,6 +123,7 @@ fn mqtt_3_1_2_2_unsupported_level_gets_connack_0x01_then_close() {
 }
 
 // covers: MQTT-3.1.2-1
+// covers: MQTT-3.2.2-6
 #[test]
 fn mqtt_3_1_4_1_malformed_connect_closes_without_connack() {
     let mut h = Harness::new(ServerConfig::default());
