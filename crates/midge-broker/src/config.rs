@@ -23,6 +23,36 @@ pub enum OverflowPolicy {
     DropOldest,
 }
 
+/// What the [`Router`](crate::Router) does about a subscriber whose session
+/// queue fills faster than its client reads (set in
+/// [`RouterConfig::slow_subscriber`](crate::RouterConfig::slow_subscriber)).
+///
+/// Either way memory stays bounded: a session never queues beyond
+/// [`ServerConfig::max_queued_messages`] and
+/// [`ServerConfig::max_queued_bytes`], and every message a session refuses
+/// is counted and reported as
+/// [`Action::DeliveryDropped`](crate::Action::DeliveryDropped), for the
+/// adapter to log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum SlowSubscriberPolicy {
+    /// Slow the publishers down: when a delivery leaves a session above its
+    /// high-water mark ([`ServerConfig::high_water_percent`]), the router
+    /// asks the adapter to stop reading from the publisher that sent it
+    /// ([`Action::PausePublisher`](crate::Action::PausePublisher)), and to
+    /// read again ([`Action::ResumePublisher`](crate::Action::ResumePublisher))
+    /// once every congested session it fed has drained to its low-water
+    /// mark. This applies to QoS 0 messages as well: a congested session
+    /// pauses whoever feeds it, whatever the QoS. The gap between the high
+    /// water mark and the hard limits absorbs what a paused publisher had
+    /// already sent; beyond the hard limits the session still drops.
+    #[default]
+    BackPressure,
+    /// Never pause anyone: at the hard limits the session drops by its
+    /// [`OverflowPolicy`], and the router counts and reports each drop.
+    Drop,
+}
+
 /// The configuration of one [`ServerSession`](crate::ServerSession).
 ///
 /// Every table the machine keeps has a limit here, and every limit has a
@@ -60,6 +90,17 @@ pub struct ServerConfig {
     /// What happens to a QoS 1/2 message at a full queue. Default
     /// [`OverflowPolicy::DropNewest`].
     pub overflow_policy: OverflowPolicy,
+    /// The queue's high-water mark, in percent of `max_queued_messages` and
+    /// of `max_queued_bytes` (clamped to 100): a session whose queue holds
+    /// more messages or bytes than that after a `deliver` reports itself
+    /// congested ([`ServerSession::is_above_high_water`](crate::ServerSession::is_above_high_water)).
+    /// Default 50.
+    pub high_water_percent: u8,
+    /// The queue's low-water mark, in percent of the same limits (at most
+    /// `high_water_percent`): a congested session whose queue drains to
+    /// this level emits [`Event::Drained`](crate::Event::Drained) once.
+    /// Default 25.
+    pub low_water_percent: u8,
     /// Subscriptions one client may hold; a SUBSCRIBE filter beyond it is
     /// answered with the failure code 0x80 without reaching the router.
     /// Default 1000.
@@ -110,6 +151,8 @@ impl Default for ServerConfig {
             max_queued_bytes: 16 * 1024 * 1024,
             max_unsent_bytes: 1024 * 1024,
             overflow_policy: OverflowPolicy::DropNewest,
+            high_water_percent: 50,
+            low_water_percent: 25,
             max_subscriptions_per_client: 1000,
             max_client_id_len: 0xFFFF,
             connect_timeout: Duration::from_secs(10),
@@ -121,4 +164,12 @@ impl Default for ServerConfig {
             max_inbound_qos2: 64,
         }
     }
+}
+
+/// `percent` (clamped to 100) of `limit`, rounded down, without overflow.
+pub(crate) fn percent_of(limit: usize, percent: u8) -> usize {
+    let percent = usize::from(percent.min(100));
+    (limit / 100)
+        .saturating_mul(percent)
+        .saturating_add((limit % 100).saturating_mul(percent) / 100)
 }

@@ -68,6 +68,14 @@ pub enum Event {
         /// The filters, in the client's order.
         filters: Vec<Filter>,
     },
+    /// The session's queue, after having gone above its high-water mark
+    /// ([`ServerSession::is_above_high_water`](crate::ServerSession::is_above_high_water)),
+    /// drained to its low-water mark
+    /// ([`ServerConfig::low_water_percent`](crate::ServerConfig::low_water_percent)).
+    /// Emitted once per such episode; the adapter passes it to
+    /// [`Router::handle_drained`](crate::Router::handle_drained) so that the
+    /// publishers paused for this session may resume.
+    Drained,
     /// The session is closed: drain `poll_transmit` one last time, then close
     /// the transport. Emitted exactly once.
     Closed {

@@ -41,6 +41,40 @@
 //! The router runs as one instance or as several shards that exchange
 //! [`ShardMessage`]s (see [`router`]).
 //!
+//! # Slow subscribers
+//!
+//! A subscriber that reads more slowly than its publishers write fills its
+//! session's queue. What happens then is [`RouterConfig::slow_subscriber`]:
+//! with the default [`SlowSubscriberPolicy::BackPressure`], the publishers
+//! feeding a congested session are paused until it drains, so nothing is
+//! lost; with [`SlowSubscriberPolicy::Drop`], the session drops at its
+//! limits. Either way the queue never exceeds
+//! [`ServerConfig::max_queued_messages`] and
+//! [`ServerConfig::max_queued_bytes`], and every refused message is counted
+//! and reported. The adapter's duties:
+//!
+//! 1. when an [`Event::Publish`] of connection `p` goes to
+//!    [`Router::handle_publish`], the [`Action::Deliver`]s drained right
+//!    after it were caused by `p`;
+//! 2. after applying each `Action::Deliver` to connection `t`, call
+//!    [`Router::handle_delivery`] with `t`, `Some(p)` (or `None` when the
+//!    delivery followed any other input), the [`DeliverOutcome`], and
+//!    [`ServerSession::is_above_high_water`]; drain the router's actions
+//!    again;
+//! 3. on [`Action::PausePublisher`] stop reading `p`'s transport (bytes
+//!    already read still go to its session; its outputs and timers run as
+//!    usual), and on [`Action::ResumePublisher`] read again;
+//! 4. forward a session's [`Event::Drained`] to [`Router::handle_drained`];
+//! 5. log [`Action::DeliveryDropped`] (the router has counted it);
+//! 6. [`Router::handle_closed`] releases the publishers a closing target
+//!    held back and forgets a closing publisher.
+//!
+//! Pausing stops a whole connection, QoS 0 traffic included. A connection
+//! whose own queue is congested is never paused, since its queue drains
+//! only as its client's acknowledgements are read. With several router
+//! shards, deliveries that crossed shards carry no publisher, so only
+//! publishers on the target's shard are paused.
+//!
 //! What the crate deliberately does not do: I/O of any kind, threads or
 //! channels; the adapter moves bytes, events, actions and shard messages.
 //!
@@ -62,7 +96,8 @@
 //!
 //! Key types: [`ServerSession`], [`ServerConfig`], [`Event`],
 //! [`ResumeState`], [`DeliverOutcome`], [`ProtocolError`], [`UsageError`];
-//! for routing [`Router`], [`RouterConfig`], [`Action`], [`Auth`], [`Store`].
+//! for routing [`Router`], [`RouterConfig`], [`SlowSubscriberPolicy`],
+//! [`Action`], [`Auth`], [`Store`].
 //!
 //! ```
 //! use bytes::BytesMut;
@@ -102,7 +137,7 @@ mod event;
 pub mod router;
 mod session;
 
-pub use config::{OverflowPolicy, ServerConfig};
+pub use config::{OverflowPolicy, ServerConfig, SlowSubscriberPolicy};
 pub use error::{ProtocolError, UsageError};
 pub use event::{
     AckToken, CloseReason, DeliverOutcome, DropReason, Event, InflightMessage, ResumeState, Stats,

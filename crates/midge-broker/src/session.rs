@@ -12,7 +12,7 @@ use midge_codec::{
 };
 use midge_time::{Duration, Instant};
 
-use crate::config::{OverflowPolicy, ServerConfig};
+use crate::config::{percent_of, OverflowPolicy, ServerConfig};
 use crate::error::{ProtocolError, UsageError};
 use crate::event::{
     AckToken, CloseReason, DeliverOutcome, DropReason, Event, InflightMessage, ResumeState, Stats,
@@ -107,6 +107,9 @@ pub struct ServerSession {
     subscriptions: BTreeSet<Filter>,
     pending_subscribes: Vec<PendingSubscribe>,
     reserved_subscriptions: usize,
+    /// Whether the queue went above its high-water mark and has not yet
+    /// drained to its low-water mark.
+    congested: bool,
     stats: Stats,
 }
 
@@ -145,6 +148,7 @@ impl ServerSession {
             subscriptions: BTreeSet::new(),
             pending_subscribes: Vec::new(),
             reserved_subscriptions: 0,
+            congested: false,
             stats: Stats::default(),
         }
     }
@@ -377,7 +381,19 @@ impl ServerSession {
     /// inflight window). Before CONNACK everything queues. At the queue's
     /// limits, [`ServerConfig::overflow_policy`] applies; QoS 0 is always
     /// dropped there.
-    pub fn deliver(&mut self, _now: Instant, publish: Publish) -> DeliverOutcome {
+    ///
+    /// After the call, [`is_above_high_water`](Self::is_above_high_water)
+    /// tells whether the queue is congested; once it drains to its low-water
+    /// mark the session emits [`Event::Drained`].
+    pub fn deliver(&mut self, now: Instant, publish: Publish) -> DeliverOutcome {
+        let outcome = self.deliver_one(now, publish);
+        if self.is_above_high_water() {
+            self.congested = true;
+        }
+        outcome
+    }
+
+    fn deliver_one(&mut self, _now: Instant, publish: Publish) -> DeliverOutcome {
         if self.state == State::Closed {
             self.stats.dropped_closed += 1;
             return DeliverOutcome::Dropped(DropReason::Closed);
@@ -524,6 +540,27 @@ impl ServerSession {
     /// Topic and payload bytes waiting in the queue.
     pub fn queued_bytes(&self) -> usize {
         self.queued_bytes
+    }
+
+    /// Whether the queue holds more messages or bytes than its high-water
+    /// mark ([`ServerConfig::high_water_percent`] of the queue limits). The
+    /// adapter reports it to
+    /// [`Router::handle_delivery`](crate::Router::handle_delivery) after
+    /// every [`deliver`](Self::deliver).
+    #[must_use]
+    pub fn is_above_high_water(&self) -> bool {
+        let c = &self.config;
+        self.queued_len() > percent_of(c.max_queued_messages, c.high_water_percent)
+            || self.queued_bytes > percent_of(c.max_queued_bytes, c.high_water_percent)
+    }
+
+    /// Whether the queue is at or below its low-water mark
+    /// ([`ServerConfig::low_water_percent`], at most the high-water one).
+    fn is_at_low_water(&self) -> bool {
+        let c = &self.config;
+        let low = c.low_water_percent.min(c.high_water_percent);
+        self.queued_len() <= percent_of(c.max_queued_messages, low)
+            && self.queued_bytes <= percent_of(c.max_queued_bytes, low)
     }
 
     /// The number of subscriptions counted against the per-client limit.
@@ -941,8 +978,17 @@ impl ServerSession {
     }
 
     /// Moves queued messages out while the transport buffer and (for QoS
-    /// 1/2) the window have room.
+    /// 1/2) the window have room; reports [`Event::Drained`] when a
+    /// congested queue reached its low-water mark.
     fn release(&mut self) {
+        self.release_queued();
+        if self.congested && self.state != State::Closed && self.is_at_low_water() {
+            self.congested = false;
+            self.events.push_back(Event::Drained);
+        }
+    }
+
+    fn release_queued(&mut self) {
         while self.state == State::Connected && self.out.len() < self.config.max_unsent_bytes {
             let window_open = self.inflight.len() < self.config.max_inflight;
             let pid = if window_open && !self.queue.is_empty() {

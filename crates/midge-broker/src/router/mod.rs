@@ -96,8 +96,8 @@ pub use auth::{AllowAll, Auth};
 pub use shard::{shard_of, ShardMessage};
 pub use store::{MemoryStore, Recovered, RecoveredSession, Store};
 
-use crate::config::OverflowPolicy;
-use crate::event::{Event, InflightMessage, ResumeState};
+use crate::config::{OverflowPolicy, SlowSubscriberPolicy};
+use crate::event::{DeliverOutcome, DropReason, Event, InflightMessage, ResumeState};
 
 /// The adapter's name for one connection (one [`ServerSession`](crate::ServerSession)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -163,6 +163,11 @@ pub struct RouterConfig {
     pub shards: u32,
     /// This router's shard number, below `shards`. Default 0.
     pub shard: u32,
+    /// What to do about a subscriber that reads more slowly than its
+    /// publishers write (see [`Router::handle_delivery`]). Default
+    /// [`SlowSubscriberPolicy::BackPressure`]: no message is lost to a
+    /// merely slow subscriber.
+    pub slow_subscriber: SlowSubscriberPolicy,
 }
 
 impl Default for RouterConfig {
@@ -181,6 +186,7 @@ impl Default for RouterConfig {
             session_expiry: None,
             shards: 1,
             shard: 0,
+            slow_subscriber: SlowSubscriberPolicy::BackPressure,
         }
     }
 }
@@ -235,6 +241,12 @@ pub struct RouterStats {
     /// Messages from another shard for a client this shard no longer has
     /// (its session ended while the message travelled); dropped.
     pub stale_deliveries: u64,
+    /// Messages a session refused, as reported to
+    /// [`Router::handle_delivery`] (each also reported as
+    /// [`Action::DeliveryDropped`]).
+    pub delivery_drops: u64,
+    /// [`Action::PausePublisher`] decisions taken.
+    pub publisher_pauses: u64,
 }
 
 /// The fields of [`Event::ConnectRequest`] the router needs.
@@ -333,6 +345,32 @@ pub enum Action {
         /// The connection.
         conn: ConnId,
     },
+    /// Stop reading from this connection's transport (under
+    /// [`SlowSubscriberPolicy::BackPressure`]), so that the transport's own
+    /// flow control slows its client down. Bytes already read are still
+    /// handed to its session. Keep polling its session's outputs and
+    /// timers: only reading stops.
+    PausePublisher {
+        /// The publishing connection.
+        conn: ConnId,
+    },
+    /// Read from this connection's transport again, after a
+    /// [`Action::PausePublisher`].
+    ResumePublisher {
+        /// The publishing connection.
+        conn: ConnId,
+    },
+    /// A session refused a message (see [`Router::handle_delivery`]);
+    /// counted in [`RouterStats::delivery_drops`]. Nothing to apply: the
+    /// adapter logs it.
+    DeliveryDropped {
+        /// The connection whose session refused the message.
+        conn: ConnId,
+        /// The connection that published it, when the adapter knew.
+        publisher: Option<ConnId>,
+        /// Why it was refused.
+        reason: DropReason,
+    },
 }
 
 /// Where a session's connection stands.
@@ -411,6 +449,14 @@ pub struct Router<S: Store, A: Auth> {
     members_online: BTreeSet<String>,
     actions: VecDeque<Action>,
     outbox: VecDeque<(u32, ShardMessage)>,
+    /// Back-pressure: each publisher connection and the congested target
+    /// connections it fed.
+    feeds: BTreeMap<ConnId, BTreeSet<ConnId>>,
+    /// Back-pressure: each congested target connection and the publisher
+    /// connections that fed it while congested.
+    congested: BTreeMap<ConnId, BTreeSet<ConnId>>,
+    /// Publisher connections told to pause and not yet resumed.
+    paused: BTreeSet<ConnId>,
     stats: RouterStats,
 }
 
@@ -466,6 +512,9 @@ impl<S: Store, A: Auth> Router<S, A> {
             members_online: BTreeSet::new(),
             actions: VecDeque::new(),
             outbox: VecDeque::new(),
+            feeds: BTreeMap::new(),
+            congested: BTreeMap::new(),
+            paused: BTreeSet::new(),
             stats: RouterStats::default(),
         }
     }
@@ -1224,6 +1273,7 @@ impl<S: Store, A: Auth> Router<S, A> {
         publish_will: bool,
         resume: ResumeState,
     ) {
+        self.forget_flow(conn);
         let Some(client_id) = self.conns.remove(&conn) else {
             self.stats.unknown_connections += 1;
             return;
@@ -1360,6 +1410,133 @@ impl<S: Store, A: Auth> Router<S, A> {
             if let Some(session) = self.sessions.remove(&id) {
                 self.stats.expired_sessions += 1;
                 self.discard_session(now, &id, session);
+            }
+        }
+    }
+
+    // ----- slow subscribers ---------------------------------------------
+
+    /// What became of an [`Action::Deliver`]: the adapter calls this after
+    /// every [`ServerSession::deliver`](crate::ServerSession::deliver), with
+    /// the outcome and
+    /// [`ServerSession::is_above_high_water`](crate::ServerSession::is_above_high_water)
+    /// read right after it. `publisher` is the connection whose
+    /// [`Event::Publish`] was being handled when the action came out (the
+    /// [`handle_publish`](Self::handle_publish) call it followed); `None`
+    /// for anything else (wills, retained messages, offline queues, shard
+    /// messages).
+    ///
+    /// A dropped message is counted and reported as
+    /// [`Action::DeliveryDropped`], under any policy. Under
+    /// [`SlowSubscriberPolicy::BackPressure`], a congested target pauses
+    /// the publisher ([`Action::PausePublisher`]) until every congested
+    /// target it fed has drained ([`handle_drained`](Self::handle_drained))
+    /// or closed. A connection that is itself congested is never paused
+    /// (its queue drains only as its client's acknowledgements are read),
+    /// so two connections feeding each other cannot stall for good.
+    pub fn handle_delivery(
+        &mut self,
+        _now: Instant,
+        target: ConnId,
+        publisher: Option<ConnId>,
+        outcome: DeliverOutcome,
+        above_high_water: bool,
+    ) {
+        if let DeliverOutcome::Dropped(reason) = outcome {
+            self.stats.delivery_drops += 1;
+            self.actions.push_back(Action::DeliveryDropped {
+                conn: target,
+                publisher,
+                reason,
+            });
+        }
+        if self.config.slow_subscriber != SlowSubscriberPolicy::BackPressure || !above_high_water {
+            return;
+        }
+        let publisher = publisher.filter(|p| self.conns.contains_key(p));
+        let fed_by = self.congested.entry(target).or_default();
+        if let Some(p) = publisher {
+            fed_by.insert(p);
+            self.feeds.entry(p).or_default().insert(target);
+        }
+        self.update_pause(target);
+        if let Some(p) = publisher {
+            self.update_pause(p);
+        }
+    }
+
+    /// A session's [`Event::Drained`]: its queue is back at its low-water
+    /// mark, so the publishers it held back may resume once nothing else
+    /// holds them ([`Action::ResumePublisher`]). With several shards, call
+    /// it on every shard (any may have paused a publisher for this
+    /// target). Unknown or not congested targets are ignored.
+    pub fn handle_drained(&mut self, _now: Instant, target: ConnId) {
+        let Some(fed_by) = self.congested.remove(&target) else {
+            return;
+        };
+        for p in &fed_by {
+            self.unfeed(*p, target);
+        }
+        for p in fed_by {
+            self.update_pause(p);
+        }
+        self.update_pause(target);
+    }
+
+    /// Whether `conn` is paused (an [`Action::PausePublisher`] not yet
+    /// followed by its [`Action::ResumePublisher`]).
+    #[must_use]
+    pub fn is_paused(&self, conn: ConnId) -> bool {
+        self.paused.contains(&conn)
+    }
+
+    /// How many connections are paused.
+    #[must_use]
+    pub fn paused_count(&self) -> usize {
+        self.paused.len()
+    }
+
+    /// Removes `target` from the congested targets `publisher` fed.
+    fn unfeed(&mut self, publisher: ConnId, target: ConnId) {
+        if let Some(targets) = self.feeds.get_mut(&publisher) {
+            targets.remove(&target);
+            if targets.is_empty() {
+                self.feeds.remove(&publisher);
+            }
+        }
+    }
+
+    /// Pauses or resumes `conn` as its state now asks: paused while it fed
+    /// a congested target, is connected here, and is not congested itself.
+    fn update_pause(&mut self, conn: ConnId) {
+        let hold = self.feeds.contains_key(&conn)
+            && !self.congested.contains_key(&conn)
+            && self.conns.contains_key(&conn);
+        if hold && self.paused.insert(conn) {
+            self.stats.publisher_pauses += 1;
+            self.actions.push_back(Action::PausePublisher { conn });
+        } else if !hold && self.paused.remove(&conn) {
+            self.actions.push_back(Action::ResumePublisher { conn });
+        }
+    }
+
+    /// A connection ended: forget it as a publisher, and release the
+    /// publishers it held back as a congested target.
+    fn forget_flow(&mut self, conn: ConnId) {
+        self.paused.remove(&conn);
+        if let Some(targets) = self.feeds.remove(&conn) {
+            for t in targets {
+                if let Some(fed_by) = self.congested.get_mut(&t) {
+                    fed_by.remove(&conn);
+                }
+            }
+        }
+        if let Some(fed_by) = self.congested.remove(&conn) {
+            for p in &fed_by {
+                self.unfeed(*p, conn);
+            }
+            for p in fed_by {
+                self.update_pause(p);
             }
         }
     }

@@ -17,13 +17,13 @@
     clippy::indexing_slicing
 )]
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::BytesMut;
 use midge_broker::router::{
     shard_of, Action, Auth, ConnId, ConnectRequest, MemoryStore, Router, ShardMessage,
 };
-use midge_broker::{Event as ServerEvent, RouterConfig, ServerConfig, ServerSession};
+use midge_broker::{DropReason, Event as ServerEvent, RouterConfig, ServerConfig, ServerSession};
 use midge_codec::ConnectReturnCode;
 use midge_codec::{Decoder, Packet, Publish, QoS};
 use midge_session::{Client, ClientConfig, Event as ClientEvent};
@@ -66,7 +66,14 @@ pub struct Faults {
     /// Each packet has one chance in `n` to be lost together with the
     /// connection (both ends see the transport close).
     pub cut_one_in: Option<u32>,
+    /// A slow reader: the client reads at most this many packets per step,
+    /// and its server session is polled for output only while fewer than
+    /// [`SOCKET_PACKETS`] wait on the link (a full socket buffer).
+    pub read_per_step: Option<usize>,
 }
+
+/// Packets a link to a slow reader holds before the server stops writing.
+pub const SOCKET_PACKETS: usize = 64;
 
 /// One simulated client.
 pub struct Node {
@@ -100,6 +107,17 @@ pub struct Sim {
     /// Serve connections in a seeded random order on every step, so that
     /// traffic of different connections interleaves differently.
     pub shuffle: bool,
+    /// Connections the router paused: their bytes wait on the link.
+    pub paused: BTreeSet<ConnId>,
+    /// Every `PausePublisher` applied.
+    pub pauses: usize,
+    /// Every `DeliveryDropped` reported: (target, publisher, reason).
+    pub drops: Vec<(ConnId, Option<ConnId>, DropReason)>,
+    /// The longest session queue seen right after a delivery, per node.
+    pub max_queued: BTreeMap<usize, usize>,
+    /// Packets a server session reads from its link per step (a read
+    /// buffer); `None` reads everything waiting.
+    pub read_budget: Option<usize>,
 }
 
 fn split(bytes: &mut BytesMut, decoder: &mut Decoder) -> Vec<Packet> {
@@ -155,6 +173,11 @@ impl Sim {
             next_conn: 1,
             rng: 0x9E37_79B9_7F4A_7C15,
             shuffle: false,
+            paused: BTreeSet::new(),
+            pauses: 0,
+            drops: Vec::new(),
+            max_queued: BTreeMap::new(),
+            read_budget: None,
         }
     }
 
@@ -242,12 +265,18 @@ impl Sim {
     }
 
     pub fn publish(&mut self, i: usize, topic: &str, payload: &[u8], qos: QoS, retain: bool) {
+        self.publish_later(i, topic, payload, qos, retain);
+        self.run();
+    }
+
+    /// Hands a message to client `i` without running the simulation, so
+    /// that many can be queued at once.
+    pub fn publish_later(&mut self, i: usize, topic: &str, payload: &[u8], qos: QoS, retain: bool) {
         let payload = bytes::Bytes::copy_from_slice(payload);
         self.nodes[i]
             .client
             .publish(self.now, topic, payload, qos, retain)
             .unwrap();
-        self.run();
     }
 
     pub fn subscribe(&mut self, i: usize, filters: &[(&str, QoS)]) {
@@ -332,6 +361,21 @@ impl Sim {
         panic!("the simulation does not settle");
     }
 
+    /// Runs at most `n` steps; returns whether it settled.
+    pub fn run_steps(&mut self, n: usize) -> bool {
+        for _ in 0..n {
+            if !self.step() {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// The connection of client `i`, if connected.
+    pub fn conn(&self, i: usize) -> Option<ConnId> {
+        self.nodes[i].conn
+    }
+
     fn faulty(&mut self, i: usize, packets: Vec<Packet>, to_server: bool) -> (Vec<Packet>, bool) {
         let faults = self.nodes[i].faults.clone();
         if (to_server && faults.blackhole_to_server) || (!to_server && faults.blackhole_to_client) {
@@ -405,7 +449,12 @@ impl Sim {
             let Some(link) = self.links.get_mut(conn) else {
                 continue;
             };
-            while let Some(p) = link.to_server.pop_front() {
+            let mut budget = self.read_budget.unwrap_or(usize::MAX);
+            while budget > 0 && !self.paused.contains(conn) {
+                let Some(p) = link.to_server.pop_front() else {
+                    break;
+                };
+                budget -= 1;
                 progress = true;
                 let _ = link.server.handle_read(now, &encode(&p));
             }
@@ -413,10 +462,14 @@ impl Sim {
                 progress = true;
                 link.server.handle_transport_closed(now);
             }
-            let mut buf = BytesMut::new();
-            while link.server.poll_transmit(now, &mut buf) > 0 {}
-            let packets = split(&mut buf, &mut Decoder::new());
             let node = link.node;
+            let socket_full = self.nodes[node].faults.read_per_step.is_some()
+                && link.to_client.len() >= SOCKET_PACKETS;
+            let mut buf = BytesMut::new();
+            if !socket_full {
+                while link.server.poll_transmit(now, &mut buf) > 0 {}
+            }
+            let packets = split(&mut buf, &mut Decoder::new());
             while let Some(e) = link.server.poll_event() {
                 progress = true;
                 events.push((*conn, e));
@@ -440,15 +493,29 @@ impl Sim {
                 link.to_client.clear();
                 continue;
             }
-            while let Some(p) = link.to_client.pop_front() {
+            let mut budget = node.faults.read_per_step.unwrap_or(usize::MAX);
+            while budget > 0 {
+                let Some(p) = link.to_client.pop_front() else {
+                    break;
+                };
+                budget -= 1;
                 progress = true;
                 let _ = node.client.handle_read(now, &encode(&p));
             }
         }
 
-        // The router hears the sessions' events.
+        // The router hears the sessions' events. The actions that follow a
+        // publish were caused by its publisher.
+        let mut actions: VecDeque<(usize, Option<ConnId>, Action)> = VecDeque::new();
         let n = u32::try_from(self.routers.len()).unwrap();
         for (conn, event) in events {
+            if event == ServerEvent::Drained {
+                for r in &mut self.routers {
+                    r.handle_drained(now, conn);
+                }
+                continue;
+            }
+            let publisher = matches!(event, ServerEvent::Publish { .. }).then_some(conn);
             if let ServerEvent::ConnectRequest { client_id, .. } = &event {
                 self.conn_shard
                     .insert(conn, shard_of(client_id.as_str(), n) as usize);
@@ -484,8 +551,14 @@ impl Sim {
                         let resume = link.server.into_resume_state();
                         router.handle_closed(now, conn, publish_will, resume);
                     }
+                    self.paused.remove(&conn);
                 }
                 other => panic!("unexpected server event {other:?}"),
+            }
+            for (r, router) in self.routers.iter_mut().enumerate() {
+                while let Some(a) = router.poll_action() {
+                    actions.push_back((r, publisher, a));
+                }
             }
         }
 
@@ -503,11 +576,12 @@ impl Sim {
             progress = true;
             self.routers[to].handle_shard_message(now, m);
         }
-        let mut actions = Vec::new();
-        for r in &mut self.routers {
-            actions.extend(core::iter::from_fn(|| r.poll_action()));
+        for (r, router) in self.routers.iter_mut().enumerate() {
+            while let Some(a) = router.poll_action() {
+                actions.push_back((r, None, a));
+            }
         }
-        for action in actions {
+        while let Some((r, publisher, action)) = actions.pop_front() {
             progress = true;
             match action {
                 Action::Accept {
@@ -535,9 +609,29 @@ impl Sim {
                 }
                 Action::Deliver { conn, publish } => {
                     if let Some(l) = self.links.get_mut(&conn) {
-                        let _ = l.server.deliver(now, publish);
+                        let outcome = l.server.deliver(now, publish);
+                        let above = l.server.is_above_high_water();
+                        let seen = self.max_queued.entry(l.node).or_default();
+                        *seen = (*seen).max(l.server.queued_len());
+                        let router = &mut self.routers[r];
+                        router.handle_delivery(now, conn, publisher, outcome, above);
+                        while let Some(a) = router.poll_action() {
+                            actions.push_back((r, None, a));
+                        }
                     }
                 }
+                Action::PausePublisher { conn } => {
+                    self.pauses += 1;
+                    assert!(self.paused.insert(conn), "paused twice");
+                }
+                Action::ResumePublisher { conn } => {
+                    assert!(self.paused.remove(&conn), "resumed while not paused");
+                }
+                Action::DeliveryDropped {
+                    conn,
+                    publisher,
+                    reason,
+                } => self.drops.push((conn, publisher, reason)),
                 Action::Close { conn } => {
                     if let Some(l) = self.links.get_mut(&conn) {
                         l.server.close(now);
