@@ -59,6 +59,13 @@
 //! [`Action::Accept`] comes only then, carrying the old connection's
 //! inflight state.
 //!
+//! After applying an [`Action::Deliver`], the adapter reports the outcome
+//! with [`Router::handle_delivery`] and forwards a session's
+//! [`Event::Drained`] to [`Router::handle_drained`];
+//! under [`SlowSubscriberPolicy::BackPressure`] the router answers with
+//! [`Action::PausePublisher`] and [`Action::ResumePublisher`] (see the
+//! [crate documentation](crate) for the adapter's duties).
+//!
 //! Routing is synchronous: when `handle_publish` returns, the message has
 //! been handed out, queued (and recorded in the [`Store`]) or counted as
 //! dropped, or (with several shards) put in shard messages, so a driver
@@ -74,6 +81,7 @@
 //! [`ServerSession::into_resume_state`]: crate::ServerSession::into_resume_state
 //! [`Event`]: crate::Event
 //! [`Event::Closed`]: crate::Event::Closed
+//! [`Event::Drained`]: crate::Event::Drained
 
 mod auth;
 mod shard;
@@ -1468,8 +1476,9 @@ impl<S: Store, A: Auth> Router<S, A> {
     /// A session's [`Event::Drained`]: its queue is back at its low-water
     /// mark, so the publishers it held back may resume once nothing else
     /// holds them ([`Action::ResumePublisher`]). With several shards, call
-    /// it on every shard (any may have paused a publisher for this
-    /// target). Unknown or not congested targets are ignored.
+    /// it on the shard that holds the target's session (the one whose
+    /// [`Action::Deliver`]s reached it); calling it on others does no harm.
+    /// Unknown or not congested targets are ignored.
     pub fn handle_drained(&mut self, _now: Instant, target: ConnId) {
         let Some(fed_by) = self.congested.remove(&target) else {
             return;
