@@ -18,7 +18,9 @@ pub enum OverflowPolicy {
     #[default]
     DropNewest,
     /// Evict the oldest queued messages until the new one fits; `deliver`
-    /// answers `Queued`. Each eviction is counted in
+    /// answers
+    /// [`DeliverOutcome::QueuedEvictedOldest`](crate::DeliverOutcome::QueuedEvictedOldest)
+    /// with the number evicted, which the router reports as drops. Each eviction is counted in
     /// [`Stats::dropped_oldest`](crate::Stats::dropped_oldest).
     DropOldest,
 }

@@ -124,6 +124,12 @@ pub enum DeliverOutcome {
     Sent,
     /// Waiting for the inflight window or for CONNACK.
     Queued,
+    /// Queued, but only after evicting this many older queued messages
+    /// (under [`OverflowPolicy::DropOldest`](crate::OverflowPolicy::DropOldest)
+    /// at a full queue). Each eviction is a lost message: the router reports
+    /// it as [`Action::DeliveryDropped`](crate::Action::DeliveryDropped) with
+    /// [`DropReason::EvictedOldest`].
+    QueuedEvictedOldest(u32),
     /// Not kept; counted in [`Stats`].
     Dropped(DropReason),
 }
@@ -140,6 +146,9 @@ pub enum DropReason {
     Invalid,
     /// The session is closed.
     Closed,
+    /// An older queued message was evicted to make room for a newer one
+    /// ([`OverflowPolicy::DropOldest`](crate::OverflowPolicy::DropOldest)).
+    EvictedOldest,
 }
 
 /// A persistent session's outbound message that awaited the client's

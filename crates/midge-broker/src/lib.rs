@@ -51,7 +51,9 @@
 //! limits. Either way the queue never exceeds
 //! [`ServerConfig::max_queued_messages`] and
 //! [`ServerConfig::max_queued_bytes`], and every refused message is counted
-//! and reported. The adapter's duties:
+//! and reported, as is every message evicted under
+//! [`OverflowPolicy::DropOldest`] (the session answers
+//! [`DeliverOutcome::QueuedEvictedOldest`]). The adapter's duties:
 //!
 //! 1. when an [`Event::Publish`] of connection `p` goes to
 //!    [`Router::handle_publish`], the [`Action::Deliver`]s drained right

@@ -1013,6 +1013,7 @@ impl ServerSession {
 
     fn enqueue(&mut self, publish: Publish) -> DeliverOutcome {
         let size = message_size(&publish);
+        let mut evicted: u32 = 0;
         let fits = |s: &Self| {
             s.queue.len().saturating_add(s.queue0.len()) < s.config.max_queued_messages
                 && s.queued_bytes.saturating_add(size) <= s.config.max_queued_bytes
@@ -1036,6 +1037,7 @@ impl ServerSession {
                 };
                 self.queued_bytes = self.queued_bytes.saturating_sub(message_size(&old));
                 self.stats.dropped_oldest += 1;
+                evicted = evicted.saturating_add(1);
             }
         }
         self.queued_bytes = self.queued_bytes.saturating_add(size);
@@ -1044,7 +1046,11 @@ impl ServerSession {
         } else {
             self.queue.push_back(publish);
         }
-        DeliverOutcome::Queued
+        if evicted > 0 {
+            DeliverOutcome::QueuedEvictedOldest(evicted)
+        } else {
+            DeliverOutcome::Queued
+        }
     }
 }
 

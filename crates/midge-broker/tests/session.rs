@@ -1099,7 +1099,7 @@ fn queue_byte_limit_applies_and_qos0_is_dropped_at_a_full_queue() {
     assert_eq!(
         h.session
             .deliver(h.now, message("t", QoS::AtLeastOnce, b"dddd")),
-        DeliverOutcome::Queued
+        DeliverOutcome::QueuedEvictedOldest(1)
     );
     assert_eq!(h.session.stats().dropped_oldest, 1);
     assert_eq!(h.session.queued_bytes(), 10);

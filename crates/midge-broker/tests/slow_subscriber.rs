@@ -295,6 +295,62 @@ fn router_reports_and_counts_every_drop_under_either_policy() {
 }
 
 #[test]
+fn router_reports_each_drop_oldest_eviction_as_a_drop() {
+    let mut r = with_connections(SlowSubscriberPolicy::Drop, 2);
+    r.handle_delivery(
+        T0,
+        ConnId(2),
+        Some(ConnId(1)),
+        DeliverOutcome::QueuedEvictedOldest(2),
+        false,
+    );
+    let evicted = Action::DeliveryDropped {
+        conn: ConnId(2),
+        publisher: None,
+        reason: DropReason::EvictedOldest,
+    };
+    assert_eq!(drain(&mut r), vec![evicted.clone(), evicted]);
+    assert_eq!(r.stats().delivery_drops, 2);
+}
+
+#[test]
+fn session_eviction_under_drop_oldest_reaches_the_router_as_a_drop() {
+    let mut h = Harness::connected(
+        ServerConfig {
+            max_inflight: 1,
+            max_queued_messages: 2,
+            overflow_policy: midge_broker::OverflowPolicy::DropOldest,
+            ..ServerConfig::default()
+        },
+        connect_packet("sub", true, 0),
+    );
+    let mut r = with_connections(SlowSubscriberPolicy::Drop, 2);
+    let now = h.now;
+    let mut outcomes = Vec::new();
+    for p in [b"1", b"2", b"3", b"4"] {
+        let outcome = h.session.deliver(now, message("t", QoS::AtLeastOnce, p));
+        outcomes.push(outcome);
+        let above = h.session.is_above_high_water();
+        r.handle_delivery(now, ConnId(2), Some(ConnId(1)), outcome, above);
+    }
+    // One in flight, two queued, and the fourth evicts the oldest queued.
+    assert_eq!(outcomes[3], DeliverOutcome::QueuedEvictedOldest(1));
+    let drops: Vec<Action> = drain(&mut r)
+        .into_iter()
+        .filter(|a| matches!(a, Action::DeliveryDropped { .. }))
+        .collect();
+    assert_eq!(
+        drops,
+        vec![Action::DeliveryDropped {
+            conn: ConnId(2),
+            publisher: None,
+            reason: DropReason::EvictedOldest,
+        }]
+    );
+    assert_eq!(r.stats().delivery_drops, h.session.stats().dropped_oldest);
+}
+
+#[test]
 fn router_under_drop_policy_never_pauses() {
     let mut r = with_connections(SlowSubscriberPolicy::Drop, 2);
     assert!(queued(&mut r, 2, 1, true).is_empty());

@@ -249,7 +249,8 @@ pub struct RouterStats {
     /// Messages from another shard for a client this shard no longer has
     /// (its session ended while the message travelled); dropped.
     pub stale_deliveries: u64,
-    /// Messages a session refused, as reported to
+    /// Messages a session refused or evicted (under
+    /// [`OverflowPolicy::DropOldest`]), as reported to
     /// [`Router::handle_delivery`] (each also reported as
     /// [`Action::DeliveryDropped`]).
     pub delivery_drops: u64,
@@ -368,7 +369,8 @@ pub enum Action {
         /// The publishing connection.
         conn: ConnId,
     },
-    /// A session refused a message (see [`Router::handle_delivery`]);
+    /// A session refused a message, or evicted an older one for it
+    /// ([`DropReason::EvictedOldest`]; see [`Router::handle_delivery`]);
     /// counted in [`RouterStats::delivery_drops`]. Nothing to apply: the
     /// adapter logs it.
     DeliveryDropped {
@@ -1434,7 +1436,8 @@ impl<S: Store, A: Auth> Router<S, A> {
     /// for anything else (wills, retained messages, offline queues, shard
     /// messages).
     ///
-    /// A dropped message is counted and reported as
+    /// A dropped message, and each message evicted for a newer one
+    /// ([`DeliverOutcome::QueuedEvictedOldest`]), is counted and reported as
     /// [`Action::DeliveryDropped`], under any policy. Under
     /// [`SlowSubscriberPolicy::BackPressure`], a congested target pauses
     /// the publisher ([`Action::PausePublisher`]) until every congested
@@ -1450,13 +1453,28 @@ impl<S: Store, A: Auth> Router<S, A> {
         outcome: DeliverOutcome,
         above_high_water: bool,
     ) {
-        if let DeliverOutcome::Dropped(reason) = outcome {
-            self.stats.delivery_drops += 1;
-            self.actions.push_back(Action::DeliveryDropped {
-                conn: target,
-                publisher,
-                reason,
-            });
+        match outcome {
+            DeliverOutcome::Dropped(reason) => {
+                self.stats.delivery_drops += 1;
+                self.actions.push_back(Action::DeliveryDropped {
+                    conn: target,
+                    publisher,
+                    reason,
+                });
+            }
+            DeliverOutcome::QueuedEvictedOldest(evicted) => {
+                // The evicted messages came from publishers the router no
+                // longer knows, so none is named.
+                for _ in 0..evicted {
+                    self.stats.delivery_drops += 1;
+                    self.actions.push_back(Action::DeliveryDropped {
+                        conn: target,
+                        publisher: None,
+                        reason: DropReason::EvictedOldest,
+                    });
+                }
+            }
+            _ => {}
         }
         if self.config.slow_subscriber != SlowSubscriberPolicy::BackPressure || !above_high_water {
             return;
