@@ -146,7 +146,7 @@ pub use event::{
 };
 pub use router::{
     shard_of, Action, AllowAll, Auth, ConnId, ConnectRequest, MemoryStore, Recovered,
-    RecoveredSession, Router, RouterConfig, RouterStats, ShardMessage, Store,
+    RecoveredSession, Router, RouterConfig, RouterStats, ShardConn, ShardMessage, Store,
 };
 pub use session::ServerSession;
 

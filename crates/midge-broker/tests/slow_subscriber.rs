@@ -15,12 +15,17 @@ mod common;
 mod sim;
 
 use common::{connect as connect_packet, message, pid, Harness};
-use midge_broker::router::{Action, AllowAll, ConnId, ConnectRequest, MemoryStore, Router};
+use std::collections::VecDeque;
+
+use midge_broker::router::{
+    shard_of, Action, AllowAll, ConnId, ConnectRequest, MemoryStore, Router, ShardConn,
+    ShardMessage,
+};
 use midge_broker::{
     DeliverOutcome, DropReason, Event, ResumeState, RouterConfig, ServerConfig,
     SlowSubscriberPolicy,
 };
-use midge_codec::{MqttString, PubAck, QoS};
+use midge_codec::{Filter, MqttString, PubAck, QoS, SubscribeFilter};
 use midge_session::ClientConfig;
 use midge_time::Instant;
 use sim::Sim;
@@ -479,4 +484,212 @@ fn back_pressure_releases_the_publisher_when_the_slow_subscriber_goes_away() {
     // The publisher finished: nothing of its own waits any more.
     assert_eq!(s.nodes[p].client.queued_len(), 0);
     assert_eq!(s.nodes[p].client.inflight_len(), 0);
+}
+
+// ----- across router shards --------------------------------------------------
+
+/// A client id starting with `prefix` whose session lives on `shard` of `n`.
+fn id_on(prefix: &str, shard: u32, n: u32) -> String {
+    (0..)
+        .map(|i| format!("{prefix}{i}"))
+        .find(|id| shard_of(id, n) == shard)
+        .unwrap()
+}
+
+/// Two shards: publisher connection 1 on shard 0, subscriber connection 2
+/// (subscribed to `t` at QoS 1) on shard 1.
+fn two_shards() -> Vec<R> {
+    let mut shards: Vec<R> = (0..2)
+        .map(|shard| {
+            let config = RouterConfig {
+                shards: 2,
+                shard,
+                ..RouterConfig::default()
+            };
+            Router::new(config, MemoryStore::new(), AllowAll)
+        })
+        .collect();
+    let publisher = MqttString::new(&id_on("pub", 0, 2)).unwrap();
+    let subscriber = MqttString::new(&id_on("sub", 1, 2)).unwrap();
+    shards[0].handle_connect(T0, ConnId(1), ConnectRequest::new(publisher, true));
+    shards[1].handle_connect(T0, ConnId(2), ConnectRequest::new(subscriber, true));
+    let filter = SubscribeFilter::new(Filter::new("t").unwrap(), QoS::AtLeastOnce);
+    shards[1].handle_subscribe(T0, ConnId(2), pid(1), vec![filter]);
+    pump(&mut shards);
+    for r in &mut shards {
+        drain(r);
+    }
+    shards
+}
+
+/// Moves shard messages (FIFO) until every shard is quiet.
+fn pump(shards: &mut [R]) {
+    let mut wire = VecDeque::new();
+    loop {
+        for r in shards.iter_mut() {
+            while let Some(m) = r.poll_shard_message() {
+                wire.push_back(m);
+            }
+        }
+        let Some((to, m)) = wire.pop_front() else {
+            return;
+        };
+        shards[to as usize].handle_shard_message(T0, m);
+    }
+}
+
+/// Connection 1 publishes on shard 0; shard 1 applies its deliveries and
+/// reports them (after a shard message, so with no publisher) as
+/// `congested`. Returns shard 0's actions once the shards are quiet.
+fn publish_across(shards: &mut [R], congested: bool) -> Vec<Action> {
+    shards[0].handle_publish(T0, ConnId(1), message("t", QoS::AtLeastOnce, b"m"));
+    assert!(drain(&mut shards[0]).is_empty(), "nothing local to deliver");
+    pump(shards);
+    let delivered = drain(&mut shards[1]);
+    assert!(
+        matches!(
+            delivered.as_slice(),
+            [Action::Deliver {
+                conn: ConnId(2),
+                ..
+            }]
+        ),
+        "{delivered:?}"
+    );
+    shards[1].handle_delivery(T0, ConnId(2), None, DeliverOutcome::Queued, congested);
+    assert!(drain(&mut shards[1]).is_empty());
+    pump(shards);
+    drain(&mut shards[0])
+}
+
+#[test]
+fn cross_shard_publisher_is_paused_by_a_congested_target_and_resumed_on_drain() {
+    let mut shards = two_shards();
+    assert!(publish_across(&mut shards, false).is_empty());
+    assert_eq!(publish_across(&mut shards, true), vec![pause(1)]);
+    assert!(shards[0].is_paused(ConnId(1)));
+    assert_eq!(shards[0].stats().publisher_pauses, 1);
+    // Still congested: no second decision.
+    assert!(publish_across(&mut shards, true).is_empty());
+    shards[1].handle_drained(T0, ConnId(2));
+    assert!(drain(&mut shards[1]).is_empty());
+    pump(&mut shards);
+    assert_eq!(drain(&mut shards[0]), vec![resume(1)]);
+    assert_eq!(shards[0].paused_count(), 0);
+    // Congested again later: paused again.
+    assert_eq!(publish_across(&mut shards, true), vec![pause(1)]);
+}
+
+#[test]
+fn cross_shard_target_disconnect_releases_the_remote_publisher() {
+    let mut shards = two_shards();
+    assert_eq!(publish_across(&mut shards, true), vec![pause(1)]);
+    shards[1].handle_closed(T0, ConnId(2), false, ResumeState::default());
+    pump(&mut shards);
+    assert_eq!(drain(&mut shards[0]), vec![resume(1)]);
+    assert_eq!(shards[0].paused_count(), 0);
+    // A late drain report for the closed target sends nothing.
+    shards[1].handle_drained(T0, ConnId(2));
+    assert!(shards[1].poll_shard_message().is_none());
+}
+
+#[test]
+fn cross_shard_publisher_that_disconnects_is_forgotten() {
+    let mut shards = two_shards();
+    assert_eq!(publish_across(&mut shards, true), vec![pause(1)]);
+    shards[0].handle_closed(T0, ConnId(1), false, ResumeState::default());
+    assert!(
+        drain(&mut shards[0]).is_empty(),
+        "no resume for a gone connection"
+    );
+    assert!(!shards[0].is_paused(ConnId(1)));
+    // The target drains later: the release reaches a shard that has
+    // forgotten the publisher and changes nothing.
+    shards[1].handle_drained(T0, ConnId(2));
+    pump(&mut shards);
+    assert!(drain(&mut shards[0]).is_empty());
+    assert_eq!(shards[0].paused_count(), 0);
+}
+
+#[test]
+fn cross_shard_publisher_congested_itself_is_not_paused_until_it_drains() {
+    let mut shards = two_shards();
+    // The publisher's own queue (on shard 0) is congested.
+    shards[0].handle_delivery(T0, ConnId(1), None, DeliverOutcome::Queued, true);
+    assert!(drain(&mut shards[0]).is_empty());
+    assert!(publish_across(&mut shards, true).is_empty());
+    assert!(!shards[0].is_paused(ConnId(1)));
+    // Once its own queue drains, the remote target still holds it.
+    shards[0].handle_drained(T0, ConnId(1));
+    assert_eq!(drain(&mut shards[0]), vec![pause(1)]);
+    shards[1].handle_drained(T0, ConnId(2));
+    pump(&mut shards);
+    assert_eq!(drain(&mut shards[0]), vec![resume(1)]);
+}
+
+#[test]
+fn cross_shard_delivery_names_its_publisher() {
+    let mut shards = two_shards();
+    shards[0].handle_publish(T0, ConnId(1), message("t", QoS::AtMostOnce, b"m"));
+    let Some((1, ShardMessage::Deliver { publisher, .. })) = shards[0].poll_shard_message() else {
+        panic!("expected a delivery for shard 1");
+    };
+    assert_eq!(
+        publisher,
+        Some(ShardConn {
+            shard: 0,
+            conn: ConnId(1)
+        })
+    );
+}
+
+/// [`slow_run`] with the router split into three shards and the publisher
+/// and subscriber on different ones.
+fn slow_run_sharded(qos: QoS) -> (Sim, usize) {
+    let server = ServerConfig {
+        max_inflight: 16,
+        max_queued_messages: HARD_LIMIT,
+        max_unsent_bytes: 512,
+        ..ServerConfig::default()
+    };
+    let mut s = Sim::with_shards(3, RouterConfig::default(), server);
+    s.read_budget = Some(32);
+    let sub_id = id_on("sub", 1, 3);
+    let pub_id = id_on("pub", 2, 3);
+    let sub = s.add(ClientConfig::new(&sub_id));
+    let p = s.add(ClientConfig::new(&pub_id).with_max_queued(MESSAGES as usize));
+    s.connect(sub);
+    s.connect(p);
+    s.subscribe(sub, &[("load", qos)]);
+    s.nodes[sub].faults.read_per_step = Some(3);
+    for k in 0..MESSAGES {
+        s.publish_later(p, "load", &k.to_be_bytes(), qos, false);
+    }
+    s.run();
+    (s, sub)
+}
+
+#[test]
+fn back_pressure_across_shards_delivers_every_message_once_in_order_within_the_hard_limit() {
+    for qos in [QoS::AtLeastOnce, QoS::AtMostOnce] {
+        let (s, sub) = slow_run_sharded(qos);
+        let expected: Vec<u32> = (0..MESSAGES).collect();
+        assert!(
+            numbers(&s, sub) == expected,
+            "lost, duplicated or reordered at {qos:?}"
+        );
+        assert!(s.drops.is_empty(), "{:?}", s.drops.first());
+        assert!(s.pauses > 0, "the remote publisher was paused");
+        let pauses: u64 = s.routers.iter().map(|r| r.stats().publisher_pauses).sum();
+        assert_eq!(pauses, s.pauses as u64);
+        assert_eq!(
+            s.routers[2].stats().publisher_pauses,
+            pauses,
+            "on its shard"
+        );
+        assert!(s.paused.is_empty());
+        assert!(s.routers.iter().all(|r| r.paused_count() == 0));
+        let max = s.max_queued[&sub];
+        assert!(max <= HARD_LIMIT, "queue reached {max}");
+    }
 }

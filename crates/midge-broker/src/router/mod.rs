@@ -101,7 +101,7 @@ use midge_time::{Duration, Instant};
 use midge_topic::{matches_str, SubscriptionFilter, SubscriptionIndex, TopicFilter};
 
 pub use auth::{AllowAll, Auth};
-pub use shard::{shard_of, ShardMessage};
+pub use shard::{shard_of, ShardConn, ShardMessage};
 pub use store::{MemoryStore, Recovered, RecoveredSession, Store};
 
 use crate::config::{OverflowPolicy, SlowSubscriberPolicy};
@@ -467,8 +467,27 @@ pub struct Router<S: Store, A: Auth> {
     congested: BTreeMap<ConnId, BTreeSet<ConnId>>,
     /// Publisher connections told to pause and not yet resumed.
     paused: BTreeSet<ConnId>,
+    /// Back-pressure across shards, on a target's shard: each congested
+    /// target connection and the other shards' publishers it holds back.
+    remote_fed: BTreeMap<ConnId, BTreeSet<ShardConn>>,
+    /// Back-pressure across shards, on a publisher's shard: each publisher
+    /// connection and the other shards' congested targets holding it back.
+    held_remotely: BTreeMap<ConnId, BTreeSet<ShardConn>>,
+    /// With several shards: per target connection, the publisher of each
+    /// [`Action::Deliver`] not produced by `handle_publish` and not yet
+    /// reported to `handle_delivery`, oldest first.
+    origins: BTreeMap<ConnId, VecDeque<Option<ShardConn>>>,
+    /// The connection whose publish is being routed (inside
+    /// `handle_publish`).
+    publishing: Option<ConnId>,
+    /// The publisher of the shard message being handled.
+    origin: Option<ShardConn>,
     stats: RouterStats,
 }
+
+/// Unreported deliveries whose publisher a target's queue remembers (see
+/// `Router::note_origin`).
+const MAX_PENDING_ORIGINS: usize = 65_536;
 
 /// The packet id of a message the router hands out; the session assigns
 /// the real one.
@@ -525,6 +544,11 @@ impl<S: Store, A: Auth> Router<S, A> {
             feeds: BTreeMap::new(),
             congested: BTreeMap::new(),
             paused: BTreeSet::new(),
+            remote_fed: BTreeMap::new(),
+            held_remotely: BTreeMap::new(),
+            origins: BTreeMap::new(),
+            publishing: None,
+            origin: None,
             stats: RouterStats::default(),
         }
     }
@@ -600,7 +624,12 @@ impl<S: Store, A: Auth> Router<S, A> {
                     self.members_online.remove(&client_id);
                 }
             }
-            ShardMessage::Deliver { publish, targets } => {
+            ShardMessage::Deliver {
+                publish,
+                targets,
+                publisher,
+            } => {
+                self.origin = publisher;
                 for (client_id, qos) in targets {
                     if self.sessions.contains_key(&client_id) {
                         let out = with_qos(publish.clone(), qos);
@@ -609,6 +638,7 @@ impl<S: Store, A: Auth> Router<S, A> {
                         self.stats.stale_deliveries += 1;
                     }
                 }
+                self.origin = None;
             }
             ShardMessage::Retain { publish } => self.retain(&publish),
             ShardMessage::RetainedQuery {
@@ -621,7 +651,32 @@ impl<S: Store, A: Auth> Router<S, A> {
                 filter,
                 publish,
                 exclude,
-            } => self.dispatch_shared(now, &(group, filter), publish, exclude.as_deref()),
+                publisher,
+            } => {
+                self.origin = publisher;
+                self.dispatch_shared(now, &(group, filter), publish, exclude.as_deref());
+                self.origin = None;
+            }
+            ShardMessage::CongestedBy { publisher, target } => {
+                if self.config.slow_subscriber == SlowSubscriberPolicy::BackPressure
+                    && self.conns.contains_key(&publisher)
+                {
+                    self.held_remotely
+                        .entry(publisher)
+                        .or_default()
+                        .insert(target);
+                    self.update_pause(publisher);
+                }
+            }
+            ShardMessage::Drained { publisher, target } => {
+                if let Some(targets) = self.held_remotely.get_mut(&publisher) {
+                    targets.remove(&target);
+                    if targets.is_empty() {
+                        self.held_remotely.remove(&publisher);
+                    }
+                    self.update_pause(publisher);
+                }
+            }
         }
     }
 
@@ -643,12 +698,14 @@ impl<S: Store, A: Auth> Router<S, A> {
                 remote.entry(shard).or_default().push((client, qos));
             }
         }
+        let publisher = self.current_publisher();
         for (shard, targets) in remote {
             self.outbox.push_back((
                 shard,
                 ShardMessage::Deliver {
                     publish: publish.clone(),
                     targets,
+                    publisher,
                 },
             ));
         }
@@ -857,7 +914,9 @@ impl<S: Store, A: Auth> Router<S, A> {
             .sessions
             .get(&client_id)
             .and_then(|s| s.username.clone());
+        self.publishing = Some(conn);
         self.route(now, &client_id, username.as_deref(), publish);
+        self.publishing = None;
     }
 
     /// Applies the `$SYS` rule, authorisation and the retained store, then
@@ -972,6 +1031,7 @@ impl<S: Store, A: Auth> Router<S, A> {
                     filter: key.1,
                     publish,
                     exclude: exclude.map(ToString::to_string),
+                    publisher: self.current_publisher(),
                 },
             ));
         }
@@ -1038,6 +1098,7 @@ impl<S: Store, A: Auth> Router<S, A> {
         };
         if let Some(conn) = session.online() {
             self.actions.push_back(Action::Deliver { conn, publish });
+            self.note_origin(conn);
             return;
         }
         if publish.qos() == QoS::AtMostOnce && !self.config.queue_qos0_offline {
@@ -1453,6 +1514,11 @@ impl<S: Store, A: Auth> Router<S, A> {
         outcome: DeliverOutcome,
         above_high_water: bool,
     ) {
+        let origin = if publisher.is_none() {
+            self.take_origin(target)
+        } else {
+            None
+        };
         match outcome {
             DeliverOutcome::Dropped(reason) => {
                 self.stats.delivery_drops += 1;
@@ -1479,11 +1545,34 @@ impl<S: Store, A: Auth> Router<S, A> {
         if self.config.slow_subscriber != SlowSubscriberPolicy::BackPressure || !above_high_water {
             return;
         }
+        // A publisher of this shard whose message came back through another
+        // shard (a share group owned there) is held here like a local one.
+        let (publisher, remote) = match origin {
+            Some(o) if o.shard == self.me() => (Some(o.conn), None),
+            Some(o) => (publisher, Some(o)),
+            None => (publisher, None),
+        };
         let publisher = publisher.filter(|p| self.conns.contains_key(p));
         let fed_by = self.congested.entry(target).or_default();
         if let Some(p) = publisher {
             fed_by.insert(p);
             self.feeds.entry(p).or_default().insert(target);
+        }
+        if let Some(o) = remote {
+            let known = self.conns.contains_key(&target);
+            if known && self.remote_fed.entry(target).or_default().insert(o) {
+                let me = self.me();
+                self.outbox.push_back((
+                    o.shard,
+                    ShardMessage::CongestedBy {
+                        publisher: o.conn,
+                        target: ShardConn {
+                            shard: me,
+                            conn: target,
+                        },
+                    },
+                ));
+            }
         }
         self.update_pause(target);
         if let Some(p) = publisher {
@@ -1498,6 +1587,7 @@ impl<S: Store, A: Auth> Router<S, A> {
     /// [`Action::Deliver`]s reached it); calling it on others does no harm.
     /// Unknown or not congested targets are ignored.
     pub fn handle_drained(&mut self, _now: Instant, target: ConnId) {
+        self.release_remote(target);
         let Some(fed_by) = self.congested.remove(&target) else {
             return;
         };
@@ -1533,10 +1623,73 @@ impl<S: Store, A: Auth> Router<S, A> {
         }
     }
 
+    /// Tells the other shards' publishers that `target` held back that it
+    /// no longer does.
+    fn release_remote(&mut self, target: ConnId) {
+        let Some(publishers) = self.remote_fed.remove(&target) else {
+            return;
+        };
+        let me = self.me();
+        for o in publishers {
+            self.outbox.push_back((
+                o.shard,
+                ShardMessage::Drained {
+                    publisher: o.conn,
+                    target: ShardConn {
+                        shard: me,
+                        conn: target,
+                    },
+                },
+            ));
+        }
+    }
+
+    /// Whether the publishers of deliveries must be remembered for
+    /// [`handle_delivery`](Self::handle_delivery): only with several shards
+    /// under back-pressure.
+    fn tracks_origins(&self) -> bool {
+        self.shards() > 1 && self.config.slow_subscriber == SlowSubscriberPolicy::BackPressure
+    }
+
+    /// The publisher to name in a shard message sent now.
+    fn current_publisher(&self) -> Option<ShardConn> {
+        let me = self.me();
+        self.publishing
+            .map(|conn| ShardConn { shard: me, conn })
+            .or(self.origin)
+    }
+
+    /// Remembers who caused the [`Action::Deliver`] to `conn` just queued,
+    /// unless `handle_publish` did (the adapter names that publisher).
+    fn note_origin(&mut self, conn: ConnId) {
+        if !self.tracks_origins() || self.publishing.is_some() {
+            return;
+        }
+        let origin = self.origin;
+        let pending = self.origins.entry(conn).or_default();
+        if pending.len() >= MAX_PENDING_ORIGINS {
+            // An adapter that does not report its deliveries: keep memory
+            // bounded rather than the attribution exact.
+            pending.pop_front();
+        }
+        pending.push_back(origin);
+    }
+
+    /// The publisher of the oldest unreported delivery to `target`.
+    fn take_origin(&mut self, target: ConnId) -> Option<ShardConn> {
+        let pending = self.origins.get_mut(&target)?;
+        let origin = pending.pop_front().flatten();
+        if pending.is_empty() {
+            self.origins.remove(&target);
+        }
+        origin
+    }
+
     /// Pauses or resumes `conn` as its state now asks: paused while it fed
-    /// a congested target, is connected here, and is not congested itself.
+    /// a congested target (here or on another shard), is connected here,
+    /// and is not congested itself.
     fn update_pause(&mut self, conn: ConnId) {
-        let hold = self.feeds.contains_key(&conn)
+        let hold = (self.feeds.contains_key(&conn) || self.held_remotely.contains_key(&conn))
             && !self.congested.contains_key(&conn)
             && self.conns.contains_key(&conn);
         if hold && self.paused.insert(conn) {
@@ -1551,6 +1704,9 @@ impl<S: Store, A: Auth> Router<S, A> {
     /// publishers it held back as a congested target.
     fn forget_flow(&mut self, conn: ConnId) {
         self.paused.remove(&conn);
+        self.held_remotely.remove(&conn);
+        self.origins.remove(&conn);
+        self.release_remote(conn);
         if let Some(targets) = self.feeds.remove(&conn) {
             for t in targets {
                 if let Some(fed_by) = self.congested.get_mut(&t) {

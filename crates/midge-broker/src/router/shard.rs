@@ -7,6 +7,18 @@ use alloc::vec::Vec;
 
 use midge_codec::{Filter, Publish, QoS};
 
+use super::ConnId;
+
+/// A connection named across shards: the shard whose router knows it, and
+/// the adapter's id for it there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ShardConn {
+    /// The shard that holds the connection.
+    pub shard: u32,
+    /// The connection.
+    pub conn: ConnId,
+}
+
 /// The shard that owns `key` (a client id, a topic name, or a share group
 /// as `group/filter`) among `shards` shards: FNV-1a over the bytes, so every
 /// shard and every adapter computes the same answer without talking.
@@ -62,6 +74,10 @@ pub enum ShardMessage {
         publish: Publish,
         /// (client id, QoS to deliver at).
         targets: Vec<(String, QoS)>,
+        /// The connection whose PUBLISH this is, when a client's publish
+        /// (not a will, retained or redispatched message) caused it; the
+        /// receiver answers congestion with [`ShardMessage::CongestedBy`].
+        publisher: Option<ShardConn>,
     },
     /// The receiver owns the retained message of this topic: store, replace
     /// or delete it.
@@ -89,5 +105,26 @@ pub enum ShardMessage {
         publish: Publish,
         /// A member that must not get it (it has just left with it unacknowledged).
         exclude: Option<String>,
+        /// The connection whose PUBLISH this is, as in
+        /// [`ShardMessage::Deliver`].
+        publisher: Option<ShardConn>,
+    },
+    /// Back-pressure: `target`, on the sender's shard, is congested and was
+    /// fed by `publisher`, a connection of the receiver: pause it
+    /// ([`Action::PausePublisher`](crate::Action::PausePublisher)) until the
+    /// matching [`ShardMessage::Drained`].
+    CongestedBy {
+        /// The receiver's publishing connection.
+        publisher: ConnId,
+        /// The congested target.
+        target: ShardConn,
+    },
+    /// Back-pressure: `target` drained or closed, so it no longer holds
+    /// `publisher` back; the receiver resumes it once nothing else does.
+    Drained {
+        /// The receiver's publishing connection.
+        publisher: ConnId,
+        /// The target that held it.
+        target: ShardConn,
     },
 }
