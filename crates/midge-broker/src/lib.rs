@@ -59,10 +59,11 @@
 //!    [`Router::handle_publish`], the [`Action::Deliver`]s drained right
 //!    after it were caused by `p`;
 //! 2. after applying each `Action::Deliver` to connection `t`, call
-//!    [`Router::handle_delivery`] with `t`, `Some(p)` (or `None` when the
-//!    delivery followed any other input), the [`DeliverOutcome`], and
+//!    [`Router::handle_delivery`] on the router that emitted it, with `t`,
+//!    `Some(p)` (or `None` when the delivery followed any other input,
+//!    shard messages included), the [`DeliverOutcome`], and
 //!    [`ServerSession::is_above_high_water`]; drain the router's actions
-//!    again;
+//!    (and shard messages) again;
 //! 3. on [`Action::PausePublisher`] stop reading `p`'s transport (bytes
 //!    already read still go to its session; its outputs and timers run as
 //!    usual), and on [`Action::ResumePublisher`] read again;
@@ -73,9 +74,18 @@
 //!
 //! Pausing stops a whole connection, QoS 0 traffic included. A connection
 //! whose own queue is congested is never paused, since its queue drains
-//! only as its client's acknowledgements are read. With several router
-//! shards, deliveries that crossed shards carry no publisher, so only
-//! publishers on the target's shard are paused.
+//! only as its client's acknowledgements are read.
+//!
+//! With several router shards the same holds across them: a
+//! [`ShardMessage::Deliver`] names its publisher as a [`ShardConn`]; the
+//! target's shard remembers it for the [`Action::Deliver`]s it emits (and
+//! matches them, in order, with the `handle_delivery` reports that carry
+//! `None`) and tells the publisher's shard about a congested target with
+//! [`ShardMessage::CongestedBy`], which pauses the publisher there; the
+//! target's drain or close sends [`ShardMessage::Drained`], and the
+//! publisher resumes when nothing holds it any more. Wills, retained
+//! messages and share-group redispatches have no publisher and pause
+//! nobody.
 //!
 //! What the crate deliberately does not do: I/O of any kind, threads or
 //! channels; the adapter moves bytes, events, actions and shard messages.

@@ -36,9 +36,13 @@
 //! - every shard keeps a replica of the subscription index: a subscribe or
 //!   unsubscribe is applied locally and broadcast;
 //! - a publish is matched on its publisher's shard, which sends one
-//!   [`ShardMessage::Deliver`] per target shard; channels between two
-//!   shards must be FIFO, which keeps each publisher's order per topic
-//!   [MQTT-4.6.0-5];
+//!   [`ShardMessage::Deliver`] (naming the publisher) per target shard;
+//!   channels between two shards must be FIFO, which keeps each
+//!   publisher's order per topic [MQTT-4.6.0-5];
+//! - back-pressure crosses shards: a target's shard tells a remote
+//!   publisher's shard to pause it ([`ShardMessage::CongestedBy`]) and,
+//!   once the target drains or closes, to let it go
+//!   ([`ShardMessage::Drained`]);
 //! - a retained message is stored by the shard that owns its topic, and a
 //!   new subscription asks every shard for its matching retained messages;
 //! - a share group is served by the shard that owns `group/filter`, which
@@ -75,7 +79,7 @@
 //!
 //! Key types: [`Router`], [`RouterConfig`], [`Action`], [`ConnId`],
 //! [`ConnectRequest`], [`RouterStats`], [`Auth`], [`Store`],
-//! [`ShardMessage`].
+//! [`ShardMessage`], [`ShardConn`].
 //!
 //! [`ServerSession`]: crate::ServerSession
 //! [`ServerSession::into_resume_state`]: crate::ServerSession::into_resume_state
@@ -1496,6 +1500,14 @@ impl<S: Store, A: Auth> Router<S, A> {
     /// [`handle_publish`](Self::handle_publish) call it followed); `None`
     /// for anything else (wills, retained messages, offline queues, shard
     /// messages).
+    ///
+    /// With several shards, a report with `None` is matched with the
+    /// oldest unreported [`Action::Deliver`] this router emitted for
+    /// `target` outside `handle_publish`; when that one came from another
+    /// shard's publisher, a congested target pauses that publisher through
+    /// [`ShardMessage::CongestedBy`]. So report every delivery to the
+    /// router that emitted it, in the order its actions came out for that
+    /// target.
     ///
     /// A dropped message, and each message evicted for a newer one
     /// ([`DeliverOutcome::QueuedEvictedOldest`]), is counted and reported as
