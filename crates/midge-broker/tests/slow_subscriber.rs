@@ -693,3 +693,96 @@ fn back_pressure_across_shards_delivers_every_message_once_in_order_within_the_h
         assert!(max <= HARD_LIMIT, "queue reached {max}");
     }
 }
+
+/// A share-group name whose group `name/t` is owned by `shard` of `n`.
+fn group_on(shard: u32, n: u32) -> String {
+    (0..)
+        .map(|i| format!("g{i}"))
+        .find(|g| shard_of(&format!("{g}/t"), n) == shard)
+        .unwrap()
+}
+
+/// Two shards; connection 1 publishes on shard 0, connection 2 on shard
+/// `member_shard` is the only member of a share group on `t` owned by
+/// `owner`.
+fn shared_two_shards(member_shard: u32, owner: u32) -> Vec<R> {
+    let mut shards: Vec<R> = (0..2)
+        .map(|shard| {
+            let config = RouterConfig {
+                shards: 2,
+                shard,
+                ..RouterConfig::default()
+            };
+            Router::new(config, MemoryStore::new(), AllowAll)
+        })
+        .collect();
+    let publisher = MqttString::new(&id_on("pub", 0, 2)).unwrap();
+    let member = MqttString::new(&id_on("member", member_shard, 2)).unwrap();
+    let m = member_shard as usize;
+    shards[0].handle_connect(T0, ConnId(1), ConnectRequest::new(publisher, true));
+    shards[m].handle_connect(T0, ConnId(2), ConnectRequest::new(member, true));
+    let filter = format!("$share/{}/t", group_on(owner, 2));
+    let filter = SubscribeFilter::new(Filter::new(&filter).unwrap(), QoS::AtLeastOnce);
+    shards[m].handle_subscribe(T0, ConnId(2), pid(1), vec![filter]);
+    pump(&mut shards);
+    for r in &mut shards {
+        drain(r);
+    }
+    shards
+}
+
+/// Publishes on shard 0, applies the member's delivery on `member_shard`
+/// and reports it congested as an adapter would (with the publisher after
+/// `handle_publish`, without it after shard messages).
+fn publish_shared(shards: &mut [R], member_shard: usize) {
+    shards[0].handle_publish(T0, ConnId(1), message("t", QoS::AtLeastOnce, b"m"));
+    let local = drain(&mut shards[0]);
+    let delivered_locally = local.iter().any(|a| {
+        matches!(
+            a,
+            Action::Deliver {
+                conn: ConnId(2),
+                ..
+            }
+        )
+    });
+    if delivered_locally {
+        shards[0].handle_delivery(T0, ConnId(2), Some(ConnId(1)), DeliverOutcome::Queued, true);
+    }
+    pump(shards);
+    let later = drain(&mut shards[member_shard]);
+    for a in later {
+        if matches!(
+            a,
+            Action::Deliver {
+                conn: ConnId(2),
+                ..
+            }
+        ) {
+            shards[member_shard].handle_delivery(T0, ConnId(2), None, DeliverOutcome::Queued, true);
+        }
+    }
+    pump(shards);
+}
+
+#[test]
+fn share_group_owned_by_the_member_shard_pauses_the_remote_publisher() {
+    let mut shards = shared_two_shards(1, 1);
+    publish_shared(&mut shards, 1);
+    assert_eq!(drain(&mut shards[0]), vec![pause(1)]);
+    shards[1].handle_drained(T0, ConnId(2));
+    pump(&mut shards);
+    assert_eq!(drain(&mut shards[0]), vec![resume(1)]);
+}
+
+#[test]
+fn share_group_owned_elsewhere_pauses_a_publisher_on_the_member_shard_locally() {
+    // Publisher and member on shard 0, the group on shard 1: the message
+    // goes to shard 1 and comes back naming a publisher of shard 0.
+    let mut shards = shared_two_shards(0, 1);
+    publish_shared(&mut shards, 0);
+    assert_eq!(drain(&mut shards[0]), vec![pause(1)]);
+    shards[0].handle_drained(T0, ConnId(2));
+    assert_eq!(drain(&mut shards[0]), vec![resume(1)]);
+    assert!(shards[1].poll_shard_message().is_none());
+}
