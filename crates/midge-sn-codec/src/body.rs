@@ -147,4 +147,51 @@ macro_rules! return_code_message {
     };
 }
 
-pub(crate) use {codec, empty_message, msg_id_message, return_code_message};
+/// A message whose body is TopicId, MsgId and ReturnCode: PUBACK and REGACK.
+/// `$topic_id_doc` documents what the TopicId means in that message.
+macro_rules! topic_ack_message {
+    ($(#[$doc:meta])* $ty:ident, $msg_type:ident, $topic_id_doc:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+        pub struct $ty {
+            #[doc = $topic_id_doc]
+            pub topic_id: $crate::TopicId,
+            /// Echoes the request's MsgId; any value, 0x0000 included.
+            pub msg_id: u16,
+            /// Accepted, or why not.
+            pub return_code: $crate::ReturnCode,
+        }
+
+        impl $ty {
+            /// Decodes the body (everything after MsgType).
+            pub fn decode(body: ::bytes::Bytes) -> Result<Self, $crate::Error> {
+                let mut r = $crate::header::Reader::new(body, $crate::MsgType::$msg_type);
+                let topic_id = $crate::TopicId(r.u16("TopicId")?);
+                let msg_id = r.u16("MsgId")?;
+                let code = r.u8("ReturnCode")?;
+                r.finish()?;
+                Ok(Self {
+                    topic_id,
+                    msg_id,
+                    return_code: $crate::ReturnCode::from_u8(code, $crate::MsgType::$msg_type)?,
+                })
+            }
+        }
+
+        impl $crate::body::Body for $ty {
+            const MSG_TYPE: $crate::MsgType = $crate::MsgType::$msg_type;
+            fn body_len(&self) -> usize {
+                5
+            }
+            fn put_body(&self, buf: &mut impl ::bytes::BufMut) {
+                buf.put_u16(self.topic_id.0);
+                buf.put_u16(self.msg_id);
+                buf.put_u8(self.return_code.to_u8());
+            }
+        }
+
+        $crate::body::codec!($ty);
+    };
+}
+
+pub(crate) use {codec, empty_message, msg_id_message, return_code_message, topic_ack_message};
