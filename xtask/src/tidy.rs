@@ -26,7 +26,15 @@ const SANS_IO_CRATES: &[&str] = &[
 ];
 
 /// Crates under `crates/` that may do I/O: the runtime adapters and the binaries.
-const IO_CRATES: &[&str] = &["midge-tokio", "midge-smol", "midged", "midge"];
+const IO_CRATES: &[&str] = &[
+    "midge-runtime",
+    "midge-server",
+    "midge-client",
+    "midge-tokio",
+    "midge-smol",
+    "midged",
+    "midge",
+];
 
 /// Runtimes, reactors and socket crates a sans-IO crate must never depend on.
 /// (TLS libraries such as rustls are themselves sans-IO and are allowed.)
@@ -44,6 +52,9 @@ const FORBIDDEN_IN_CORES: &[&str] = &[
     "futures-io",
     "glommio",
     // Our own adapters and binaries are I/O crates too.
+    "midge-runtime",
+    "midge-server",
+    "midge-client",
     "midge-tokio",
     "midge-smol",
     "midged",

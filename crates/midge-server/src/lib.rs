@@ -1,0 +1,1 @@
+//! Scaffolding; the real crate is being written.
