@@ -14,6 +14,12 @@
 //! Key types: [`SmolRuntime`].
 #![forbid(unsafe_code)]
 
+mod client;
+mod server;
+
+pub use client::*;
+pub use server::*;
+
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;

@@ -13,6 +13,12 @@
 //! Key types: [`TokioRuntime`].
 #![forbid(unsafe_code)]
 
+mod client;
+mod server;
+
+pub use client::*;
+pub use server::*;
+
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;

@@ -1,0 +1,1 @@
+//! The broker server on this runtime (filled in by the server work).

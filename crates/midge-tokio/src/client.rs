@@ -1,0 +1,1 @@
+//! The async client on this runtime (filled in by the client work).
