@@ -27,9 +27,13 @@ type Step = fn(&Path) -> Result<()>;
 
 /// Runs every CI step in order.
 pub(crate) fn run(root: &Path) -> Result<()> {
-    let steps: [(&str, Step); 8] = [
+    let steps: [(&str, Step); 9] = [
         ("format (cargo fmt --check)", fmt),
         ("lints (cargo clippy -D warnings)", clippy),
+        (
+            "interop peers (mosquitto, paho-mqtt)",
+            crate::peers::install,
+        ),
         ("tests (cargo test --workspace)", test),
         ("no_std builds", no_std),
         ("docs (cargo doc, warnings denied)", docs),
@@ -68,7 +72,9 @@ fn clippy(root: &Path) -> Result<()> {
 
 fn test(root: &Path) -> Result<()> {
     // Inherited stdout: cargo test's own `test result:` lines reach the CI log.
-    util::run(&mut cargo(root, ["test", "--workspace"]))
+    let mut cmd = cargo(root, ["test", "--workspace"]);
+    crate::peers::apply_test_env(&mut cmd);
+    util::run(&mut cmd)
 }
 
 fn no_std_check(root: &Path, target: Option<&str>) -> Command {

@@ -3,14 +3,16 @@
 //!
 //! Subcommands: `ci` (the exact CI sequence), `tidy` (layering and manifest
 //! rules), `fuzz` (run one fuzz target), `bench` (criterion runs and a ratio
-//! table against peer crates), `conformance` (the normative-statement matrix).
-//! It deliberately has no argument-parsing dependency and installs nothing except
-//! `cargo-fuzz` when `cargo xtask fuzz` needs it.
+//! table against peer crates), `conformance` (the normative-statement matrix),
+//! `peers` (install the interop peers). It deliberately has no argument-parsing
+//! dependency and installs nothing except `cargo-fuzz` when `cargo xtask fuzz`
+//! needs it, and the interop peers (Mosquitto, paho-mqtt) for `ci` and `peers`.
 
 mod bench;
 mod ci;
 mod conformance;
 mod fuzz;
+mod peers;
 mod tidy;
 mod util;
 
@@ -23,12 +25,15 @@ const HELP: &str = "\
 cargo xtask <command> [options]
 
 Commands:
-  ci                               the exact CI sequence (fmt, clippy, tests, no_std,
-                                   docs, tidy, conformance --check, fuzz build)
+  ci                               the exact CI sequence (fmt, clippy, interop peers,
+                                   tests, no_std, docs, tidy, conformance --check,
+                                   fuzz build)
   tidy                             layering check and manifest rules
   fuzz <target> [--seconds N]      run one fuzz target with cargo-fuzz (default 60 s)
   bench [--report-only] [args..]   run criterion benches, then print midge/peer ratios
   conformance [--check]            regenerate docs/conformance.md (or check it is current)
+  peers                            install the interop peers (mosquitto, mosquitto-clients,
+                                   paho-mqtt in target/peers/venv) if missing
   help                             this text
 ";
 
@@ -59,6 +64,10 @@ fn run() -> Result<()> {
         Some("fuzz") => fuzz::run(&root, &rest),
         Some("bench") => bench::run(&root, &rest),
         Some("conformance") => conformance::run(&root, &rest),
+        Some("peers") => {
+            no_extra_args("peers", &rest)?;
+            peers::run(&root)
+        }
         Some("help" | "--help" | "-h") | None => {
             print!("{HELP}");
             Ok(())
