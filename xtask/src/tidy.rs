@@ -34,6 +34,7 @@ const IO_CRATES: &[&str] = &[
     "midge-smol",
     "midged",
     "midge",
+    "midge-testkit",
 ];
 
 /// Runtimes, reactors and socket crates a sans-IO crate must never depend on.
