@@ -1,1 +1,316 @@
-//! Scaffolding; the real crate is being written.
+//! The Midge broker server: TCP listeners, one task per connection driving a
+//! [`midge_broker::ServerSession`], and router shards each driving a
+//! [`midge_broker::Router`], written once over any [`Runtime`].
+//!
+//! What it does: binds the listeners of [`ServerOptions`] (IPv4 and IPv6),
+//! accepts connections up to [`ServerOptions::max_connections`] (one more
+//! socket is closed at once and counted), and moves bytes, deadlines,
+//! events, actions and shard messages between sockets and the sans-IO cores
+//! exactly as `midge-broker`'s documentation prescribes: back-pressure on
+//! publishers ([`midge_broker::Action::PausePublisher`] stops reading a
+//! socket), delivery reports, drained queues, takeover and resume state.
+//! [`ServerHandle::shutdown`] stops the server gracefully.
+//!
+//! What it deliberately does not do: speak MQTT itself (every protocol
+//! decision is the cores'), install signal handlers or logging subscribers
+//! (that is the `midged` binary's business), or TLS and WebSocket (not yet).
+//!
+//! # Tasks and channels
+//!
+//! - **Router shards**: [`ServerOptions::shards`] tasks, each owning one
+//!   `Router` (`shard_of(client_id)` picks the shard of a client). A shard
+//!   has two inboxes: a bounded one for its connections, whose senders wait
+//!   when it is full (natural back-pressure on publishers), and an unbounded
+//!   one for the other shards, FIFO per sender. After every input a shard
+//!   hands its shard messages to the other shards and its actions to the
+//!   connections' mailboxes; neither send ever waits.
+//! - **Connections**: one task per socket, owning the socket, a read buffer,
+//!   a bounded write buffer ([`ServerOptions::max_write_buffer`]) and the
+//!   `ServerSession`. Its mailbox (shard to connection) is unbounded; the
+//!   router's back-pressure policy bounds what goes into it.
+//!
+//! A shard never waits on anyone, so waiting connections always make
+//! progress: no cycle of blocking sends exists.
+//!
+//! # Shutdown
+//!
+//! [`ServerHandle::shutdown`] stops the listeners and closes every
+//! connection from the server's side **without publishing wills**: a will
+//! tells the others that a client vanished, while a broker going away is
+//! seen by every client at once. Persistent sessions are still handed back
+//! to their router (so a durable [`Store`] records them). Each connection
+//! flushes what its session had already produced (bounded by
+//! [`ServerOptions::close_timeout`]) and closes its socket; then the shards
+//! stop and [`Server::run`] returns.
+//!
+//! Key types: [`Server`], [`ServerOptions`], [`ServerHandle`],
+//! [`ServerStats`].
+#![forbid(unsafe_code)]
+
+mod conn;
+mod shard;
+mod stats;
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use midge_broker::{AllowAll, Auth, MemoryStore, Router, RouterConfig, ServerConfig, Store};
+use midge_runtime::{Duration, Runtime};
+
+pub use stats::ServerStats;
+
+use crate::shard::ShardLinks;
+use crate::stats::Shared;
+
+/// How a [`Server`] listens and what limits it keeps. `Default` gives a
+/// server on 127.0.0.1:1883 with the cores' default limits.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// The addresses to listen on, IPv4 and IPv6; port 0 picks a free port
+    /// (see [`Server::local_addrs`]). Default `[127.0.0.1:1883]`.
+    pub listeners: Vec<SocketAddr>,
+    /// The router's limits. Its `shards` and `shard` fields are set by the
+    /// server from [`ServerOptions::shards`].
+    pub router: RouterConfig,
+    /// The limits of each connection's session.
+    pub session: ServerConfig,
+    /// Router shards; 0 (the default) means one per available core.
+    pub shards: usize,
+    /// Open TCP connections, whether they sent CONNECT or not; a socket
+    /// accepted beyond it is closed at once and counted in
+    /// [`ServerStats::connections_rejected`]. Default 10 000.
+    pub max_connections: usize,
+    /// Bytes per connection taken from the session but not yet written to
+    /// the socket. Above it the connection stops taking more (and stops
+    /// reading its client) until the socket drains; the session's own
+    /// queue limits apply meanwhile. Default 256 KiB.
+    pub max_write_buffer: usize,
+    /// Messages a shard's inbox from its connections holds; a connection
+    /// whose shard is that far behind waits. Default 1024.
+    pub shard_queue: usize,
+    /// How long a closing connection may take to write out what its session
+    /// produced before the socket is dropped regardless. Default 5 s.
+    pub close_timeout: Duration,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self {
+            listeners: vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 1883))],
+            router: RouterConfig::default(),
+            session: ServerConfig::default(),
+            shards: 0,
+            max_connections: 10_000,
+            max_write_buffer: 256 * 1024,
+            shard_queue: 1024,
+            close_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl ServerOptions {
+    /// The number of router shards this configuration runs (at least 1).
+    #[must_use]
+    pub fn shard_count(&self) -> u32 {
+        let n = if self.shards == 0 {
+            std::thread::available_parallelism().map_or(1, usize::from)
+        } else {
+            self.shards
+        };
+        u32::try_from(n).unwrap_or(u32::MAX).max(1)
+    }
+}
+
+/// A bound broker server; [`run`](Self::run) serves until
+/// [`ServerHandle::shutdown`].
+///
+/// `S` and `A` are the router's [`Store`] and [`Auth`]; [`Server::bind`]
+/// uses [`MemoryStore`] and [`AllowAll`], [`Server::bind_with`] takes any.
+pub struct Server<R: Runtime, S: Store = MemoryStore, A: Auth = AllowAll> {
+    rt: R,
+    options: ServerOptions,
+    listeners: Vec<(R::TcpListener, SocketAddr)>,
+    routers: Vec<Router<S, A>>,
+    shared: Arc<Shared>,
+}
+
+impl<R: Runtime, S: Store, A: Auth> std::fmt::Debug for Server<R, S, A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field(
+                "local_addrs",
+                &self.listeners.iter().map(|(_, a)| *a).collect::<Vec<_>>(),
+            )
+            .field("shards", &self.routers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: Runtime> Server<R> {
+    /// Binds every listener of `options` now (so port 0 is resolved when
+    /// this returns), with an in-memory store and no access control.
+    ///
+    /// # Errors
+    /// The first listener that cannot be bound.
+    pub async fn bind(rt: R, options: ServerOptions) -> io::Result<Self> {
+        Self::bind_with(rt, options, |_| (MemoryStore::new(), AllowAll)).await
+    }
+}
+
+impl<R, S, A> Server<R, S, A>
+where
+    R: Runtime,
+    S: Store + Send + 'static,
+    A: Auth + Send + 'static,
+{
+    /// Like [`Server::bind`], with the store and auth of each router shard
+    /// made by `parts(shard)`. Each router recovers what its store holds
+    /// ([`Router::recover`]) before anything is served.
+    ///
+    /// # Errors
+    /// The first listener that cannot be bound, or a store that cannot
+    /// recover.
+    pub async fn bind_with<F>(rt: R, options: ServerOptions, mut parts: F) -> io::Result<Self>
+    where
+        F: FnMut(u32) -> (S, A),
+    {
+        let mut listeners = Vec::with_capacity(options.listeners.len());
+        for addr in &options.listeners {
+            let listener = rt.bind_tcp(*addr).await?;
+            let local = R::listener_addr(&listener)?;
+            listeners.push((listener, local));
+        }
+        let shards = options.shard_count();
+        let now = rt.now();
+        let mut routers = Vec::new();
+        for shard in 0..shards {
+            let mut config = options.router.clone();
+            config.shards = shards;
+            config.shard = shard;
+            let (store, auth) = parts(shard);
+            let mut router = Router::new(config, store, auth);
+            router
+                .recover(now)
+                .map_err(|e| io::Error::other(format!("store recovery failed: {e:?}")))?;
+            routers.push(router);
+        }
+        Ok(Self {
+            rt,
+            options,
+            listeners,
+            routers,
+            shared: Arc::new(Shared::new()),
+        })
+    }
+
+    /// The addresses the listeners are bound to, in the order of
+    /// [`ServerOptions::listeners`].
+    #[must_use]
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners.iter().map(|(_, addr)| *addr).collect()
+    }
+
+    /// A handle to stop the server and read its counters; cheap to clone.
+    #[must_use]
+    pub fn handle(&self) -> ServerHandle {
+        ServerHandle {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// Serves until [`ServerHandle::shutdown`], then shuts down gracefully
+    /// (see the [crate documentation](crate)) and returns.
+    ///
+    /// Not cancel-safe: dropping the future leaves the spawned tasks
+    /// running until a shutdown.
+    ///
+    /// # Errors
+    /// None at present; the `Result` leaves room for listener failures
+    /// that cannot be recovered from.
+    pub async fn run(self) -> io::Result<()> {
+        let Self {
+            rt,
+            options,
+            listeners,
+            routers,
+            shared,
+        } = self;
+        let links = ShardLinks::new(routers.len(), options.shard_queue);
+        let (shards_done_tx, shards_done_rx) = async_channel::bounded::<()>(1);
+        for (index, router) in routers.into_iter().enumerate() {
+            let task =
+                shard::ShardTask::new(rt.clone(), router, &links, index, Arc::clone(&shared));
+            let done = shards_done_tx.clone();
+            rt.spawn(async move {
+                task.run().await;
+                drop(done);
+            });
+        }
+        drop(shards_done_tx);
+
+        let (conns_done_tx, conns_done_rx) = async_channel::bounded::<()>(1);
+        let options = Arc::new(options);
+        for (listener, addr) in listeners {
+            tracing::info!(%addr, "listening");
+            let accept = conn::AcceptLoop {
+                rt: rt.clone(),
+                listener,
+                addr,
+                options: Arc::clone(&options),
+                links: links.to_shards(),
+                shared: Arc::clone(&shared),
+                done: conns_done_tx.clone(),
+            };
+            rt.spawn(accept.run());
+        }
+        drop(conns_done_tx);
+
+        // The shutdown channel carries no messages: it is only ever closed.
+        let _ = shared.shutdown_rx.recv().await;
+        tracing::info!("shutting down");
+        // Every accept loop and connection holds a sender; all are gone
+        // once the last connection has closed.
+        let _ = conns_done_rx.recv().await;
+        links.close();
+        let _ = shards_done_rx.recv().await;
+        shared.closed_tx.close();
+        tracing::info!("shut down");
+        Ok(())
+    }
+}
+
+/// Stops a [`Server`] and reads its counters; cheap to clone, usable from
+/// any task or thread.
+#[derive(Debug, Clone)]
+pub struct ServerHandle {
+    shared: Arc<Shared>,
+}
+
+impl ServerHandle {
+    /// Starts a graceful shutdown (see the [crate documentation](crate));
+    /// [`Server::run`] returns once it is complete. Calling it again does
+    /// nothing.
+    pub fn shutdown(&self) {
+        self.shared.shutdown_tx.close();
+    }
+
+    /// Whether [`shutdown`](Self::shutdown) was called.
+    #[must_use]
+    pub fn is_shutting_down(&self) -> bool {
+        self.shared.shutdown_tx.is_closed()
+    }
+
+    /// A snapshot of the counters.
+    #[must_use]
+    pub fn stats(&self) -> ServerStats {
+        self.shared.stats.snapshot()
+    }
+
+    /// Completes when [`Server::run`] has finished its shutdown (at once if
+    /// it has). Cancel-safe.
+    pub async fn closed(&self) {
+        // Only ever closed, never sent to.
+        let _ = self.shared.closed_rx.recv().await;
+    }
+}

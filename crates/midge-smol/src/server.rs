@@ -1,1 +1,7 @@
-//! The broker server on this runtime (filled in by the server work).
+//! The broker server on smol: [`Server`] is `midge_server::Server` over
+//! [`SmolRuntime`](crate::SmolRuntime).
+
+pub use midge_server::{ServerHandle, ServerOptions, ServerStats};
+
+/// The Midge broker server running on smol (see `midge_server::Server`).
+pub type Server = midge_server::Server<crate::SmolRuntime>;

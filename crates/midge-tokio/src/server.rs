@@ -1,1 +1,7 @@
-//! The broker server on this runtime (filled in by the server work).
+//! The broker server on tokio: [`Server`] is `midge_server::Server` over
+//! [`TokioRuntime`](crate::TokioRuntime).
+
+pub use midge_server::{ServerHandle, ServerOptions, ServerStats};
+
+/// The Midge broker server running on tokio (see `midge_server::Server`).
+pub type Server = midge_server::Server<crate::TokioRuntime>;

@@ -1,0 +1,574 @@
+//! The accept loop and the connection task: one task per socket, owning the
+//! socket and its [`ServerSession`], moving bytes, timers, events and
+//! actions between them and its router shard.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use async_channel::{Receiver, Sender};
+use bytes::{Buf, BytesMut};
+use futures_lite::{future, AsyncRead, AsyncWrite, AsyncWriteExt, StreamExt};
+use midge_broker::{
+    shard_of, Action, CloseReason, ConnId, ConnectRequest, DeliverOutcome, Event, Instant,
+    ResumeState, ServerSession,
+};
+use midge_runtime::{Duration, Runtime};
+
+use crate::shard::{Input, ToConn, ToShard};
+use crate::stats::{LocalCounts, Shared};
+use crate::ServerOptions;
+
+/// Bytes read from a socket at once.
+const READ_CHUNK: usize = 16 * 1024;
+/// Mailbox messages applied per wake-up before the socket gets a turn.
+const MAILBOX_BATCH: usize = 128;
+
+type Timer = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Accepts sockets on one listener until shutdown.
+pub(crate) struct AcceptLoop<R: Runtime> {
+    pub(crate) rt: R,
+    pub(crate) listener: R::TcpListener,
+    pub(crate) addr: SocketAddr,
+    pub(crate) options: Arc<ServerOptions>,
+    pub(crate) links: Arc<[Sender<ToShard>]>,
+    pub(crate) shared: Arc<Shared>,
+    /// Held by this loop and every connection it spawns; the server waits
+    /// for all of them to be dropped.
+    pub(crate) done: Sender<()>,
+}
+
+enum Accepted<S> {
+    Socket(std::io::Result<(S, SocketAddr)>),
+    Shutdown,
+}
+
+impl<R: Runtime> AcceptLoop<R> {
+    pub(crate) async fn run(self) {
+        let shutdown = self.shared.shutdown_rx.clone();
+        loop {
+            let accepted = future::or(
+                async { Accepted::Socket(self.rt.accept_tcp(&self.listener).await) },
+                async {
+                    let _ = shutdown.recv().await;
+                    Accepted::Shutdown
+                },
+            )
+            .await;
+            match accepted {
+                Accepted::Shutdown => break,
+                Accepted::Socket(Ok((stream, peer))) => self.admit(stream, peer),
+                Accepted::Socket(Err(error)) => {
+                    // Out of descriptors, say: wait a little rather than spin.
+                    tracing::debug!(addr = %self.addr, %error, "accept failed");
+                    let _ = future::or(
+                        async {
+                            self.rt.sleep(Duration::from_millis(50)).await;
+                        },
+                        async {
+                            let _ = shutdown.recv().await;
+                        },
+                    )
+                    .await;
+                }
+            }
+        }
+        tracing::debug!(addr = %self.addr, "listener closed");
+    }
+
+    fn admit(&self, stream: R::TcpStream, peer: SocketAddr) {
+        let counters = &self.shared.stats;
+        let open = counters.connections_open.fetch_add(1, Ordering::Relaxed);
+        if usize::try_from(open).unwrap_or(usize::MAX) >= self.options.max_connections {
+            counters.connections_open.fetch_sub(1, Ordering::Relaxed);
+            counters
+                .connections_rejected
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%peer, "connection limit reached; socket closed");
+            drop(stream);
+            return;
+        }
+        counters.connections_total.fetch_add(1, Ordering::Relaxed);
+        let id = ConnId(self.shared.next_conn.fetch_add(1, Ordering::Relaxed));
+        let conn = Conn::new(
+            self.rt.clone(),
+            id,
+            peer,
+            stream,
+            &self.options,
+            Arc::clone(&self.links),
+            Arc::clone(&self.shared),
+        );
+        let done = self.done.clone();
+        self.rt.spawn(async move {
+            conn.run().await;
+            drop(done);
+        });
+    }
+}
+
+/// Who the client is, once it sent CONNECT (for the log lines).
+#[derive(Debug, Clone)]
+struct ClientInfo {
+    client_id: String,
+    clean_session: bool,
+    keep_alive: u16,
+}
+
+/// Where the connection stands with its shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Registration {
+    /// No CONNECT handed to a shard.
+    None,
+    /// CONNECT handed to this shard; not refused.
+    Pending(usize),
+    /// Accepted by this shard.
+    Accepted(usize),
+    /// Refused by this shard.
+    Refused(usize),
+}
+
+impl Registration {
+    fn shard(self) -> Option<usize> {
+        match self {
+            Self::None => None,
+            Self::Pending(s) | Self::Accepted(s) | Self::Refused(s) => Some(s),
+        }
+    }
+}
+
+/// One connection's task state.
+struct Conn<R: Runtime> {
+    rt: R,
+    id: ConnId,
+    peer: SocketAddr,
+    stream: R::TcpStream,
+    session: ServerSession,
+    links: Arc<[Sender<ToShard>]>,
+    shared: Arc<Shared>,
+    shutdown: Pin<Box<Receiver<()>>>,
+    mailbox_tx: Sender<ToConn>,
+    mailbox: Pin<Box<Receiver<ToConn>>>,
+    read_buf: Box<[u8]>,
+    write_buf: BytesMut,
+    max_write: usize,
+    close_timeout: Duration,
+    timer: Option<(Instant, Timer)>,
+    outgoing: Vec<Input>,
+    counts: LocalCounts,
+    registration: Registration,
+    client: Option<ClientInfo>,
+    /// Reading stopped by the router (`PausePublisher`).
+    paused: bool,
+    /// The socket ended or failed: no more reading or writing.
+    broken: bool,
+    /// The server is shutting down: no will for this close.
+    shutting_down: bool,
+    /// The session's `Closed` event, once it came.
+    closed: Option<(CloseReason, bool)>,
+}
+
+impl<R: Runtime> Conn<R> {
+    fn new(
+        rt: R,
+        id: ConnId,
+        peer: SocketAddr,
+        stream: R::TcpStream,
+        options: &ServerOptions,
+        links: Arc<[Sender<ToShard>]>,
+        shared: Arc<Shared>,
+    ) -> Self {
+        let now = rt.now();
+        let session = ServerSession::new(options.session.clone(), now, id.0);
+        let (mailbox_tx, mailbox) = async_channel::unbounded();
+        let shutdown = Box::pin(shared.shutdown_rx.clone());
+        let mailbox = Box::pin(mailbox);
+        Self {
+            rt,
+            id,
+            peer,
+            stream,
+            session,
+            links,
+            shared,
+            shutdown,
+            mailbox_tx,
+            mailbox,
+            read_buf: vec![0; READ_CHUNK].into_boxed_slice(),
+            write_buf: BytesMut::new(),
+            max_write: options.max_write_buffer.max(1),
+            close_timeout: options.close_timeout,
+            timer: None,
+            outgoing: Vec::new(),
+            counts: LocalCounts::default(),
+            registration: Registration::None,
+            client: None,
+            paused: false,
+            broken: false,
+            shutting_down: false,
+            closed: None,
+        }
+    }
+
+    async fn run(mut self) {
+        tracing::debug!(conn = self.id.0, peer = %self.peer, "socket accepted");
+        loop {
+            self.drain_session();
+            self.flush_outgoing().await;
+            self.counts.flush(&self.shared.stats);
+            if self.closed.is_some() {
+                break;
+            }
+            std::future::poll_fn(|cx| self.poll_io(cx)).await;
+        }
+        self.finish().await;
+    }
+
+    /// Takes the session's outputs: bytes (up to the write buffer's limit),
+    /// events (for the shard), and the next deadline.
+    fn drain_session(&mut self) {
+        let now = self.rt.now();
+        while self.write_buf.len() < self.max_write {
+            if self.session.poll_transmit(now, &mut self.write_buf) == 0 {
+                break;
+            }
+        }
+        while let Some(event) = self.session.poll_event() {
+            match event {
+                Event::ConnectRequest { .. } => self.connect_request(&event),
+                Event::Closed {
+                    reason,
+                    publish_will,
+                } => {
+                    self.closed = Some((reason, publish_will));
+                }
+                Event::Publish { .. } => {
+                    self.counts.messages_received += 1;
+                    self.outgoing.push(Input::Event(event));
+                }
+                other => self.outgoing.push(Input::Event(other)),
+            }
+        }
+        match self.session.poll_timeout() {
+            None => self.timer = None,
+            Some(deadline) => {
+                let rearm = self.timer.as_ref().is_none_or(|(at, _)| deadline < *at);
+                if rearm {
+                    self.timer = Some((deadline, Box::pin(self.rt.sleep_until(deadline))));
+                }
+            }
+        }
+    }
+
+    fn connect_request(&mut self, event: &Event) {
+        let Some(request) = ConnectRequest::from_event(event) else {
+            return;
+        };
+        if let Event::ConnectRequest {
+            client_id,
+            clean_session,
+            keep_alive,
+            ..
+        } = event
+        {
+            self.client = Some(ClientInfo {
+                client_id: client_id.as_str().to_owned(),
+                clean_session: *clean_session,
+                keep_alive: *keep_alive,
+            });
+        }
+        let shards = u32::try_from(self.links.len()).unwrap_or(u32::MAX);
+        let shard = usize::try_from(shard_of(request.client_id.as_str(), shards)).unwrap_or(0);
+        self.registration = Registration::Pending(shard);
+        self.outgoing.push(Input::Connect {
+            mailbox: self.mailbox_tx.clone(),
+            request,
+        });
+    }
+
+    /// Sends the collected inputs to the shard in one message; waits while
+    /// the shard's inbox is full (back-pressure on this client).
+    async fn flush_outgoing(&mut self) {
+        if self.outgoing.is_empty() {
+            return;
+        }
+        let Some(tx) = self
+            .registration
+            .shard()
+            .and_then(|s| self.links.get(s))
+            .cloned()
+        else {
+            self.outgoing.clear();
+            return;
+        };
+        let message = if self.outgoing.len() == 1 {
+            match self.outgoing.pop() {
+                Some(input) => ToShard::One(self.id, input),
+                None => return,
+            }
+        } else {
+            ToShard::Many(self.id, std::mem::take(&mut self.outgoing))
+        };
+        if tx.send(message).await.is_err() {
+            tracing::debug!(conn = self.id.0, "router shard gone");
+        }
+    }
+
+    /// Moves whatever is ready: shutdown, socket writes, mailbox, socket
+    /// reads, the timer. `Ready` after any progress.
+    fn poll_io(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut progress = false;
+        let now = self.rt.now();
+
+        if !self.shutting_down && self.shutdown.as_mut().poll_next(cx).is_ready() {
+            self.shutting_down = true;
+            self.session.close(now);
+            progress = true;
+        }
+
+        progress |= self.poll_write(cx, now);
+
+        for _ in 0..MAILBOX_BATCH {
+            match self.mailbox.as_mut().poll_next(cx) {
+                Poll::Ready(Some(message)) => {
+                    self.apply(now, message);
+                    progress = true;
+                }
+                Poll::Ready(None) | Poll::Pending => break,
+            }
+        }
+
+        let may_read = !self.paused
+            && !self.broken
+            && !self.session.is_closed()
+            && self.write_buf.len() < self.max_write;
+        if may_read {
+            match Pin::new(&mut self.stream).poll_read(cx, &mut self.read_buf) {
+                Poll::Ready(Ok(0)) => {
+                    self.transport_closed(now, None);
+                    progress = true;
+                }
+                Poll::Ready(Ok(n)) => {
+                    self.counts.bytes_received += n as u64;
+                    if let Some(bytes) = self.read_buf.get(..n) {
+                        if let Err(error) = self.session.handle_read(now, bytes) {
+                            self.shared
+                                .stats
+                                .protocol_errors
+                                .fetch_add(1, Ordering::Relaxed);
+                            tracing::debug!(conn = self.id.0, peer = %self.peer, %error, "protocol error");
+                        }
+                    }
+                    progress = true;
+                }
+                Poll::Ready(Err(error)) => {
+                    self.transport_closed(now, Some(error));
+                    progress = true;
+                }
+                Poll::Pending => {}
+            }
+        }
+
+        if let Some((_, timer)) = self.timer.as_mut() {
+            if timer.as_mut().poll(cx).is_ready() {
+                self.timer = None;
+                self.session.handle_timeout(now);
+                progress = true;
+            }
+        }
+
+        if progress {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
+    /// Writes the buffer out as far as the socket takes it; whether anything
+    /// was written (or the socket failed).
+    fn poll_write(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
+        let mut progress = false;
+        while !self.write_buf.is_empty() && !self.broken {
+            match Pin::new(&mut self.stream).poll_write(cx, &self.write_buf) {
+                Poll::Ready(Ok(0)) => {
+                    self.transport_closed(now, None);
+                    progress = true;
+                }
+                Poll::Ready(Ok(n)) => {
+                    self.write_buf.advance(n.min(self.write_buf.len()));
+                    self.counts.bytes_sent += n as u64;
+                    progress = true;
+                }
+                Poll::Ready(Err(error)) => {
+                    self.transport_closed(now, Some(error));
+                    progress = true;
+                }
+                Poll::Pending => break,
+            }
+        }
+        progress
+    }
+
+    fn transport_closed(&mut self, now: Instant, error: Option<std::io::Error>) {
+        if let Some(error) = error {
+            tracing::debug!(conn = self.id.0, peer = %self.peer, %error, "socket error");
+        }
+        self.broken = true;
+        self.write_buf.clear();
+        self.session.handle_transport_closed(now);
+    }
+
+    /// Applies one message from the shard to the session.
+    fn apply(&mut self, now: Instant, message: ToConn) {
+        let action = match message {
+            ToConn::Ack(token) => {
+                if let Err(error) = self.session.ack(now, token) {
+                    tracing::debug!(conn = self.id.0, %error, "ack not applied");
+                }
+                return;
+            }
+            ToConn::Action { action, publisher } => {
+                if let Action::Deliver { publish, .. } = action {
+                    let outcome = self.session.deliver(now, publish);
+                    match outcome {
+                        DeliverOutcome::Dropped(_) => self.counts.messages_dropped += 1,
+                        _ => self.counts.messages_sent += 1,
+                    }
+                    self.outgoing.push(Input::Delivery {
+                        publisher,
+                        outcome,
+                        above_high_water: self.session.is_above_high_water(),
+                    });
+                    return;
+                }
+                action
+            }
+        };
+        let result = match action {
+            Action::Accept {
+                session_present,
+                resume,
+                ..
+            } => {
+                if let Some(shard) = self.registration.shard() {
+                    self.registration = Registration::Accepted(shard);
+                }
+                if let Some(client) = &self.client {
+                    tracing::info!(
+                        client_id = %client.client_id,
+                        peer = %self.peer,
+                        clean_session = client.clean_session,
+                        keep_alive = client.keep_alive,
+                        session_present,
+                        "client connected"
+                    );
+                }
+                self.session.accept(now, session_present, resume)
+            }
+            Action::Refuse { code, .. } => {
+                if let Some(shard) = self.registration.shard() {
+                    self.registration = Registration::Refused(shard);
+                }
+                tracing::debug!(conn = self.id.0, peer = %self.peer, ?code, "connection refused");
+                self.session.refuse(now, code)
+            }
+            Action::SubAck {
+                packet_id, results, ..
+            } => self.session.suback(now, packet_id, results),
+            Action::Close { .. } => {
+                self.session.close(now);
+                Ok(())
+            }
+            Action::PausePublisher { .. } => {
+                self.paused = true;
+                Ok(())
+            }
+            Action::ResumePublisher { .. } => {
+                self.paused = false;
+                Ok(())
+            }
+            other => {
+                tracing::debug!(conn = self.id.0, action = ?other, "action ignored");
+                Ok(())
+            }
+        };
+        if let Err(error) = result {
+            // The router and the session disagree: end the connection
+            // rather than guess.
+            tracing::debug!(conn = self.id.0, %error, "router decision not applied; closing");
+            self.session.close(now);
+        }
+    }
+
+    /// After the session's `Closed`: tell the shard, write out the last
+    /// bytes, close the socket.
+    async fn finish(mut self) {
+        let now = self.rt.now();
+        while self.session.poll_transmit(now, &mut self.write_buf) != 0 {}
+        let (reason, publish_will) = self
+            .closed
+            .take()
+            .unwrap_or((CloseReason::ServerClosed, false));
+        match self.registration {
+            Registration::Pending(_) | Registration::Accepted(_) => {
+                let config = self.session.config().clone();
+                let session =
+                    std::mem::replace(&mut self.session, ServerSession::new(config, now, 0));
+                let resume: ResumeState = session.into_resume_state();
+                self.outgoing.push(Input::Closed {
+                    // A shutting-down server publishes no wills (see the
+                    // crate documentation).
+                    publish_will: publish_will && !self.shutting_down,
+                    resume,
+                });
+            }
+            Registration::Refused(_) => self.outgoing.push(Input::Detach),
+            Registration::None => {}
+        }
+        self.flush_outgoing().await;
+
+        if !self.broken {
+            let timeout = self.close_timeout;
+            let rt = self.rt.clone();
+            let write_buf = std::mem::take(&mut self.write_buf);
+            let stream = &mut self.stream;
+            let flushed = future::or(
+                async move {
+                    let written = stream.write_all(&write_buf).await.map(|()| write_buf.len());
+                    let _ = stream.close().await;
+                    written.ok()
+                },
+                async move {
+                    rt.sleep(timeout).await;
+                    None
+                },
+            )
+            .await;
+            if let Some(n) = flushed {
+                self.counts.bytes_sent += n as u64;
+            }
+        }
+        self.counts.flush(&self.shared.stats);
+        self.shared
+            .stats
+            .connections_open
+            .fetch_sub(1, Ordering::Relaxed);
+        match &self.client {
+            Some(client) if matches!(self.registration, Registration::Accepted(_)) => {
+                tracing::info!(
+                    client_id = %client.client_id,
+                    peer = %self.peer,
+                    ?reason,
+                    "client disconnected"
+                );
+            }
+            _ => {
+                tracing::debug!(conn = self.id.0, peer = %self.peer, ?reason, "socket closed");
+            }
+        }
+    }
+}

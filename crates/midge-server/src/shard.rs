@@ -1,0 +1,378 @@
+//! A router shard's task: one [`Router`] fed by its connections and by the
+//! other shards, handing actions to connection mailboxes and shard messages
+//! to the other shards. It never waits on a send.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use async_channel::{Receiver, Sender};
+use futures_lite::StreamExt;
+use midge_broker::{
+    AckToken, Action, Auth, ConnId, ConnectRequest, DeliverOutcome, DropReason, Event, Instant,
+    ResumeState, Router, ShardMessage, Store,
+};
+use midge_runtime::Runtime;
+
+use crate::stats::Shared;
+
+/// What a connection tells its shard.
+#[derive(Debug)]
+pub(crate) enum Input {
+    /// The session's CONNECT, with the mailbox for the shard's answers.
+    Connect {
+        mailbox: Sender<ToConn>,
+        request: ConnectRequest,
+    },
+    /// Any other session event but `Closed` (publish, subscribe,
+    /// unsubscribe, drained).
+    Event(Event),
+    /// The outcome of an [`Action::Deliver`], for `Router::handle_delivery`.
+    Delivery {
+        publisher: Option<ConnId>,
+        outcome: DeliverOutcome,
+        above_high_water: bool,
+    },
+    /// The session closed after having been handed to the router.
+    Closed {
+        publish_will: bool,
+        resume: ResumeState,
+    },
+    /// The session was refused: forget its mailbox (the router never took it).
+    Detach,
+}
+
+/// A batch of inputs from one connection, in order.
+#[derive(Debug)]
+pub(crate) enum ToShard {
+    One(ConnId, Input),
+    Many(ConnId, Vec<Input>),
+}
+
+/// What a shard tells a connection.
+#[derive(Debug)]
+pub(crate) enum ToConn {
+    /// A router decision; for a `Deliver`, `publisher` is the connection
+    /// whose publish caused it when the router was handling that publish.
+    Action {
+        action: Action,
+        publisher: Option<ConnId>,
+    },
+    /// The router has taken the message handed up with this token
+    /// (`ServerConfig::ack_after_route`).
+    Ack(AckToken),
+}
+
+/// The channels between shards and connections, made once per server run.
+#[derive(Debug)]
+pub(crate) struct ShardLinks {
+    from_conns: Vec<(Sender<ToShard>, Receiver<ToShard>)>,
+    from_shards: Vec<(Sender<ShardMessage>, Receiver<ShardMessage>)>,
+}
+
+impl ShardLinks {
+    pub(crate) fn new(shards: usize, queue: usize) -> Self {
+        Self {
+            from_conns: (0..shards)
+                .map(|_| async_channel::bounded(queue.max(1)))
+                .collect(),
+            from_shards: (0..shards).map(|_| async_channel::unbounded()).collect(),
+        }
+    }
+
+    /// The senders a connection uses, by shard number.
+    pub(crate) fn to_shards(&self) -> Arc<[Sender<ToShard>]> {
+        self.from_conns.iter().map(|(tx, _)| tx.clone()).collect()
+    }
+
+    /// Closes every inbox; each shard finishes what is queued and stops.
+    pub(crate) fn close(&self) {
+        for (tx, _) in &self.from_conns {
+            tx.close();
+        }
+        for (tx, _) in &self.from_shards {
+            tx.close();
+        }
+    }
+}
+
+/// Inputs handled per wake-up before the shard yields.
+const BATCH: usize = 64;
+
+type Timer = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// One router shard and its channels.
+pub(crate) struct ShardTask<R: Runtime, S: Store, A: Auth> {
+    rt: R,
+    index: usize,
+    router: Router<S, A>,
+    from_conns: Option<Pin<Box<Receiver<ToShard>>>>,
+    from_shards: Option<Pin<Box<Receiver<ShardMessage>>>>,
+    peers: Vec<Sender<ShardMessage>>,
+    mailboxes: HashMap<ConnId, Sender<ToConn>>,
+    timer: Option<(Instant, Timer)>,
+    shared: Arc<Shared>,
+}
+
+impl<R, S, A> ShardTask<R, S, A>
+where
+    R: Runtime,
+    S: Store + Send + 'static,
+    A: Auth + Send + 'static,
+{
+    pub(crate) fn new(
+        rt: R,
+        router: Router<S, A>,
+        links: &ShardLinks,
+        index: usize,
+        shared: Arc<Shared>,
+    ) -> Self {
+        Self {
+            rt,
+            index,
+            router,
+            from_conns: links
+                .from_conns
+                .get(index)
+                .map(|(_, rx)| Box::pin(rx.clone())),
+            from_shards: links
+                .from_shards
+                .get(index)
+                .map(|(_, rx)| Box::pin(rx.clone())),
+            peers: links.from_shards.iter().map(|(tx, _)| tx.clone()).collect(),
+            mailboxes: HashMap::new(),
+            timer: None,
+            shared,
+        }
+    }
+
+    /// Serves until both inboxes are closed and empty.
+    pub(crate) async fn run(mut self) {
+        tracing::debug!(shard = self.index, "router shard started");
+        // Recovery may have queued shard messages.
+        self.drain(self.rt.now(), None);
+        self.arm_timer();
+        while std::future::poll_fn(|cx| self.poll_step(cx)).await {
+            self.arm_timer();
+        }
+        let stats = self.router.stats();
+        tracing::debug!(shard = self.index, ?stats, "router shard stopped");
+        // Keep the shared state alive until the end (counters).
+        drop(self.shared);
+    }
+
+    /// Handles what is ready: `Ready(true)` after progress, `Ready(false)`
+    /// once both inboxes are closed and empty.
+    fn poll_step(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
+        let mut progress = false;
+        let mut now = None;
+        // Shard messages first: they are never waited on, so keep them short.
+        for _ in 0..BATCH {
+            let Some(rx) = self.from_shards.as_mut() else {
+                break;
+            };
+            match rx.as_mut().poll_next(cx) {
+                Poll::Ready(Some(message)) => {
+                    let t = *now.get_or_insert_with(|| self.rt.now());
+                    self.router.handle_shard_message(t, message);
+                    self.drain(t, None);
+                    progress = true;
+                }
+                Poll::Ready(None) => {
+                    self.from_shards = None;
+                }
+                Poll::Pending => break,
+            }
+        }
+        for _ in 0..BATCH {
+            let Some(rx) = self.from_conns.as_mut() else {
+                break;
+            };
+            match rx.as_mut().poll_next(cx) {
+                Poll::Ready(Some(message)) => {
+                    let t = *now.get_or_insert_with(|| self.rt.now());
+                    match message {
+                        ToShard::One(conn, input) => self.input(t, conn, input),
+                        ToShard::Many(conn, inputs) => {
+                            for input in inputs {
+                                self.input(t, conn, input);
+                            }
+                        }
+                    }
+                    progress = true;
+                }
+                Poll::Ready(None) => {
+                    self.from_conns = None;
+                }
+                Poll::Pending => break,
+            }
+        }
+        if let Some((_, timer)) = self.timer.as_mut() {
+            if timer.as_mut().poll(cx).is_ready() {
+                self.timer = None;
+                let t = *now.get_or_insert_with(|| self.rt.now());
+                self.router.handle_timeout(t);
+                self.drain(t, None);
+                progress = true;
+            }
+        }
+        if progress {
+            Poll::Ready(true)
+        } else if self.from_conns.is_none() && self.from_shards.is_none() {
+            Poll::Ready(false)
+        } else {
+            Poll::Pending
+        }
+    }
+
+    /// Re-arms the timer when the router's deadline is earlier than the one
+    /// armed (a later deadline waits for the armed one: an early
+    /// `handle_timeout` is harmless).
+    fn arm_timer(&mut self) {
+        match self.router.poll_timeout() {
+            None => self.timer = None,
+            Some(deadline) => {
+                let rearm = self.timer.as_ref().is_none_or(|(at, _)| deadline < *at);
+                if rearm {
+                    self.timer = Some((deadline, Box::pin(self.rt.sleep_until(deadline))));
+                }
+            }
+        }
+    }
+
+    fn input(&mut self, now: Instant, conn: ConnId, input: Input) {
+        match input {
+            Input::Connect { mailbox, request } => {
+                self.mailboxes.insert(conn, mailbox);
+                self.router.handle_connect(now, conn, request);
+                self.drain(now, None);
+            }
+            Input::Event(Event::Publish { publish, ack }) => {
+                self.router.handle_publish(now, conn, publish);
+                // The deliveries drained right after a publish are its own.
+                self.drain(now, Some(conn));
+                if let Some(token) = ack {
+                    self.send(now, conn, ToConn::Ack(token));
+                }
+            }
+            Input::Event(Event::Subscribe { packet_id, filters }) => {
+                self.router.handle_subscribe(now, conn, packet_id, filters);
+                self.drain(now, None);
+            }
+            Input::Event(Event::Unsubscribe { filters, .. }) => {
+                self.router.handle_unsubscribe(now, conn, filters);
+                self.drain(now, None);
+            }
+            Input::Event(Event::Drained) => {
+                self.router.handle_drained(now, conn);
+                self.drain(now, None);
+            }
+            Input::Event(other) => {
+                tracing::debug!(shard = self.index, ?conn, event = ?other, "event not for the router");
+            }
+            Input::Delivery {
+                publisher,
+                outcome,
+                above_high_water,
+            } => {
+                self.router
+                    .handle_delivery(now, conn, publisher, outcome, above_high_water);
+                self.drain(now, None);
+            }
+            Input::Closed {
+                publish_will,
+                resume,
+            } => {
+                self.router.handle_closed(now, conn, publish_will, resume);
+                self.drain(now, None);
+                self.mailboxes.remove(&conn);
+            }
+            Input::Detach => {
+                self.mailboxes.remove(&conn);
+            }
+        }
+    }
+
+    /// Hands out everything the router produced: shard messages to the other
+    /// shards, actions to the connections. `publisher` tags the deliveries
+    /// when the input was that connection's publish.
+    fn drain(&mut self, now: Instant, publisher: Option<ConnId>) {
+        loop {
+            while let Some((shard, message)) = self.router.poll_shard_message() {
+                let sent = usize::try_from(shard)
+                    .ok()
+                    .and_then(|s| self.peers.get(s))
+                    .map(|tx| tx.try_send(message).is_ok());
+                if sent != Some(true) {
+                    tracing::debug!(shard = self.index, to = shard, "shard message not sent");
+                }
+            }
+            let Some(action) = self.router.poll_action() else {
+                break;
+            };
+            let conn = match &action {
+                Action::Accept { conn, .. }
+                | Action::Refuse { conn, .. }
+                | Action::SubAck { conn, .. }
+                | Action::Deliver { conn, .. }
+                | Action::Close { conn }
+                | Action::PausePublisher { conn }
+                | Action::ResumePublisher { conn } => *conn,
+                Action::DeliveryDropped {
+                    conn,
+                    publisher,
+                    reason,
+                } => {
+                    tracing::debug!(
+                        shard = self.index,
+                        ?conn,
+                        ?publisher,
+                        ?reason,
+                        "delivery dropped"
+                    );
+                    continue;
+                }
+                other => {
+                    tracing::debug!(shard = self.index, action = ?other, "unknown action ignored");
+                    continue;
+                }
+            };
+            let tag = match action {
+                Action::Deliver { .. } => publisher,
+                _ => None,
+            };
+            let is_deliver = matches!(action, Action::Deliver { .. });
+            let delivered = self.mailboxes.get(&conn).map(|tx| {
+                tx.try_send(ToConn::Action {
+                    action,
+                    publisher: tag,
+                })
+                .is_ok()
+            });
+            if delivered != Some(true) && is_deliver {
+                // The connection is gone: report the delivery so the router
+                // counts it and keeps its reports in order.
+                self.shared
+                    .stats
+                    .messages_dropped
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.router.handle_delivery(
+                    now,
+                    conn,
+                    tag,
+                    DeliverOutcome::Dropped(DropReason::Closed),
+                    false,
+                );
+            }
+        }
+    }
+
+    fn send(&mut self, _now: Instant, conn: ConnId, message: ToConn) {
+        if let Some(tx) = self.mailboxes.get(&conn) {
+            // Unbounded: fails only when the connection is gone.
+            let _ = tx.try_send(message);
+        }
+    }
+}
