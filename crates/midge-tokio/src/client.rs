@@ -1,1 +1,11 @@
-//! The async client on this runtime (filled in by the client work).
+//! The async MQTT client on this runtime: [`Client`] is
+//! [`midge_client::Client`] on [`crate::TokioRuntime`]; see `midge-client` for
+//! the documentation. The same surface exists on the other runtime.
+
+pub use midge_client::{
+    ClientConfig, ClientError, ClientStats, ConnectOptions, ConnectReturnCode, Delivery, LastWill,
+    Message, Messages, Protocol, QoS, Reconnect, SubscribeReturnCode,
+};
+
+/// The async MQTT client on [`crate::TokioRuntime`].
+pub type Client = midge_client::Client<crate::TokioRuntime>;
