@@ -8,7 +8,10 @@
 //! [`find_python`]), starts a Mosquitto broker from a config file it writes into a
 //! scratch directory ([`Mosquitto`]), starts `midged` ([`Midged`]), runs a Python
 //! script and parses its JSON report ([`run_python`]), and runs `mosquitto_sub`
-//! in the background ([`MosquittoSub`]).
+//! in the background ([`MosquittoSub`]). The scenarios themselves, with their
+//! checks, live in [`paho`] (the Python scripts) and [`cli`] (`mosquitto_pub` /
+//! `mosquitto_sub`), so that the same checks run against Mosquitto (proving the
+//! harness) and against Midge.
 //!
 //! What it deliberately does not do: install anything (that is
 //! `scripts/install-test-peers.sh`, run by `cargo xtask ci` and `cargo xtask
@@ -25,8 +28,10 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cli;
 mod midged;
 mod mosquitto;
+pub mod paho;
 mod peers;
 mod port;
 mod process;

@@ -177,6 +177,31 @@ impl MosquittoClients {
         }))
     }
 
+    /// `mosquitto_sub -h 127.0.0.1 -p PORT -d -F ..`, line-buffered: piped, its
+    /// stdout would otherwise sit in a block buffer (the `-d` lines that tell
+    /// when SUBACK arrived, above all) until it exits. `stdbuf` (coreutils)
+    /// switches that off; without it, the messages are still flushed one by one.
+    fn sub_command(&self, port: u16) -> Command {
+        let mut cmd = match crate::peers::search("stdbuf") {
+            Some(stdbuf) => {
+                let mut cmd = Command::new(stdbuf);
+                cmd.arg("-oL").arg(&self.sub_program);
+                cmd
+            }
+            None => Command::new(&self.sub_program),
+        };
+        cmd.args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-d",
+            "-F",
+            MSG_FORMAT,
+        ]);
+        cmd
+    }
+
     /// Runs `mosquitto_pub -h 127.0.0.1 -p PORT args..` to completion (bounded
     /// by [`STARTUP_TIMEOUT`]); fails unless it exits successfully.
     pub fn publish(&self, port: u16, args: &[&str]) -> Result<()> {
@@ -198,23 +223,40 @@ impl MosquittoClients {
     /// background and waits until the broker has acknowledged its
     /// subscriptions, so that anything published afterwards reaches it.
     pub fn subscribe(&self, port: u16, args: &[&str]) -> Result<MosquittoSub> {
-        let mut cmd = Command::new(&self.sub_program);
-        cmd.args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-d",
-            "-F",
-            MSG_FORMAT,
-        ])
-        .args(args);
+        let mut cmd = self.sub_command(port);
+        cmd.args(args);
         let process = Process::spawn("mosquitto_sub", &mut cmd)?;
         process
             .stdout()
             .wait_for(STARTUP_TIMEOUT, |line| line.contains("received SUBACK"))
             .with_context(|| format!("mosquitto_sub {args:?} got no SUBACK"))?;
         Ok(MosquittoSub { process })
+    }
+
+    /// Runs `mosquitto_sub -h 127.0.0.1 -p PORT -d -F .. args..` until it exits
+    /// on its own (give it `-C n` and `-W secs`, or `-E`), bounded by `timeout`,
+    /// and returns the messages it printed. Fails unless it exits successfully.
+    pub fn subscribe_until_exit(
+        &self,
+        port: u16,
+        args: &[&str],
+        timeout: Duration,
+    ) -> Result<Vec<SubMessage>> {
+        let mut cmd = self.sub_command(port);
+        cmd.args(args);
+        let mut process = Process::spawn("mosquitto_sub", &mut cmd)?;
+        let status = process.wait_timeout(timeout)?;
+        let lines = process.stdout().wait_closed(STARTUP_TIMEOUT)?;
+        if !status.success() {
+            bail!(
+                "mosquitto_sub {args:?} failed ({status})\n{}",
+                process.output_so_far()
+            );
+        }
+        Ok(lines
+            .iter()
+            .filter_map(|line| SubMessage::parse(line))
+            .collect())
     }
 
     /// The `mosquitto_sub` program, for a test that runs it its own way.

@@ -39,7 +39,8 @@ fn missing<T>(what: &str, hint: &str) -> Result<Option<T>> {
     Ok(None)
 }
 
-fn search(program: &str) -> Option<PathBuf> {
+/// The first `program` on `PATH` or in the sbin directories.
+pub(crate) fn search(program: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .chain(EXTRA_DIRS.iter().map(PathBuf::from))
