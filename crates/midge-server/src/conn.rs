@@ -13,9 +13,10 @@ use async_channel::{Receiver, Sender};
 use bytes::{Buf, BytesMut};
 use futures_lite::{future, AsyncRead, AsyncWrite, AsyncWriteExt, StreamExt};
 use midge_broker::{
-    shard_of, Action, CloseReason, ConnId, ConnectRequest, DeliverOutcome, Event, Instant,
-    ResumeState, ServerSession,
+    shard_of, Action, CloseReason, ConnId, ConnectRequest, DeliverOutcome, DropReason, Event,
+    Instant, ResumeState, ServerSession,
 };
+use midge_codec::QoS;
 use midge_runtime::{Duration, Runtime};
 
 use crate::shard::{Input, ToConn, ToShard};
@@ -518,7 +519,32 @@ impl<R: Runtime> Conn<R> {
                 let config = self.session.config().clone();
                 let session =
                     std::mem::replace(&mut self.session, ServerSession::new(config, now, 0));
-                let resume: ResumeState = session.into_resume_state();
+                let mut resume: ResumeState = session.into_resume_state();
+                // Deliveries that reached the mailbox after the session
+                // closed: QoS 1/2 ones join the resume state (the shard does
+                // the same with any that come later), so a persistent
+                // session keeps them.
+                self.mailbox.close();
+                while let Ok(message) = self.mailbox.try_recv() {
+                    if let ToConn::Action {
+                        action: Action::Deliver { publish, .. },
+                        publisher,
+                    } = message
+                    {
+                        let outcome = if publish.qos() == QoS::AtMostOnce {
+                            self.counts.messages_dropped += 1;
+                            DeliverOutcome::Dropped(DropReason::Closed)
+                        } else {
+                            resume.queued.push(publish);
+                            DeliverOutcome::Queued
+                        };
+                        self.outgoing.push(Input::Delivery {
+                            publisher,
+                            outcome,
+                            above_high_water: false,
+                        });
+                    }
+                }
                 self.outgoing.push(Input::Closed {
                     // A shutting-down server publishes no wills (see the
                     // crate documentation).

@@ -14,6 +14,7 @@ use midge_broker::{
     AckToken, Action, Auth, ConnId, ConnectRequest, DeliverOutcome, DropReason, Event, Instant,
     ResumeState, Router, ShardMessage, Store,
 };
+use midge_codec::{Publish, QoS};
 use midge_runtime::Runtime;
 
 use crate::stats::Shared;
@@ -112,6 +113,10 @@ pub(crate) struct ShardTask<R: Runtime, S: Store, A: Auth> {
     from_shards: Option<Pin<Box<Receiver<ShardMessage>>>>,
     peers: Vec<Sender<ShardMessage>>,
     mailboxes: HashMap<ConnId, Sender<ToConn>>,
+    /// QoS 1/2 messages routed to a connection after it stopped taking
+    /// deliveries and before its `Closed` arrived; they join its resume
+    /// state, so a persistent session loses nothing in that gap.
+    orphans: HashMap<ConnId, Vec<Publish>>,
     timer: Option<(Instant, Timer)>,
     shared: Arc<Shared>,
 }
@@ -143,6 +148,7 @@ where
                 .map(|(_, rx)| Box::pin(rx.clone())),
             peers: links.from_shards.iter().map(|(tx, _)| tx.clone()).collect(),
             mailboxes: HashMap::new(),
+            orphans: HashMap::new(),
             timer: None,
             shared,
         }
@@ -285,12 +291,17 @@ where
                 publish_will,
                 resume,
             } => {
+                let mut resume = resume;
+                if let Some(late) = self.orphans.remove(&conn) {
+                    resume.queued.extend(late);
+                }
                 self.router.handle_closed(now, conn, publish_will, resume);
                 self.drain(now, None);
                 self.mailboxes.remove(&conn);
             }
             Input::Detach => {
                 self.mailboxes.remove(&conn);
+                self.orphans.remove(&conn);
             }
         }
     }
@@ -343,30 +354,51 @@ where
                 Action::Deliver { .. } => publisher,
                 _ => None,
             };
-            let is_deliver = matches!(action, Action::Deliver { .. });
-            let delivered = self.mailboxes.get(&conn).map(|tx| {
-                tx.try_send(ToConn::Action {
-                    action,
-                    publisher: tag,
-                })
-                .is_ok()
-            });
-            if delivered != Some(true) && is_deliver {
-                // The connection is gone: report the delivery so the router
-                // counts it and keeps its reports in order.
-                self.shared
-                    .stats
-                    .messages_dropped
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                self.router.handle_delivery(
-                    now,
-                    conn,
-                    tag,
-                    DeliverOutcome::Dropped(DropReason::Closed),
-                    false,
-                );
+            let Some(tx) = self.mailboxes.get(&conn) else {
+                if let Action::Deliver { .. } = action {
+                    self.undeliverable(now, conn, tag);
+                }
+                continue;
+            };
+            let refused = match tx.try_send(ToConn::Action {
+                action,
+                publisher: tag,
+            }) {
+                Ok(()) => None,
+                Err(e) => Some(e.into_inner()),
+            };
+            // The connection is closing: it no longer takes deliveries, and
+            // its `Closed` is on the way.
+            if let Some(ToConn::Action {
+                action: Action::Deliver { publish, .. },
+                ..
+            }) = refused
+            {
+                let outcome = if publish.qos() == QoS::AtMostOnce {
+                    DeliverOutcome::Dropped(DropReason::Closed)
+                } else {
+                    self.orphans.entry(conn).or_default().push(publish);
+                    DeliverOutcome::Queued
+                };
+                self.router.handle_delivery(now, conn, tag, outcome, false);
             }
         }
+    }
+
+    /// A delivery for a connection without a mailbox: counted and reported
+    /// to the router as dropped, which keeps its reports in order.
+    fn undeliverable(&mut self, now: Instant, conn: ConnId, tag: Option<ConnId>) {
+        self.shared
+            .stats
+            .messages_dropped
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.router.handle_delivery(
+            now,
+            conn,
+            tag,
+            DeliverOutcome::Dropped(DropReason::Closed),
+            false,
+        );
     }
 
     fn send(&mut self, _now: Instant, conn: ConnId, message: ToConn) {
