@@ -1,0 +1,47 @@
+//! The client suite on smol. smol has no virtual clock: the keep-alive
+//! tests wait in real time (a few seconds).
+
+mod suite;
+
+use midge_client::Runtime;
+use midge_smol::SmolRuntime;
+
+macro_rules! on_smol {
+    ($($name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                smol::block_on(async {
+                    let rt = SmolRuntime::current();
+                    suite::within(&rt, suite::$name(rt.clone())).await;
+                });
+            }
+        )*
+    };
+}
+
+on_smol!(
+    mqtt_3_2_2_2_connect_reports_session_present,
+    connect_refused_with_each_code,
+    unsupported_scheme_is_refused,
+    unreachable_broker_fails_connect,
+    connect_times_out_without_connack,
+    mqtt_3_3_1_2_publish_qos0_resolves_when_written,
+    publish_qos1_resolves_at_puback,
+    mqtt_4_3_3_1_publish_qos2_resolves_at_pubcomp,
+    publish_errors_are_immediate,
+    subscribe_granted_and_refused,
+    unsubscribe_resolves_at_unsuback,
+    messages_arrive_in_order_and_are_acked_when_taken,
+    publish_from_message_loop_does_not_deadlock,
+    for_each_callback_sees_every_message,
+    qos0_over_the_buffer_limit_is_dropped_and_counted,
+    mqtt_4_4_0_1_reconnect_resends_inflight_with_dup_and_resubscribes,
+    reconnect_with_session_present_does_not_resubscribe,
+    reconnect_retries_server_unavailable_but_not_bad_credentials,
+    without_reconnect_a_lost_connection_ends_the_client,
+    mqtt_3_1_2_23_idle_client_sends_pingreq,
+    unanswered_pingreq_closes_and_reconnects,
+    mqtt_3_14_4_1_disconnect_sends_disconnect_and_closes,
+    dropping_every_handle_disconnects,
+);
