@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use futures_lite::future::or;
+use futures_lite::future::{or, race};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use midge_codec::{Publish, QoS, SubscribeReturnCode};
 use midge_runtime::{BrokerUrl, Instant, Runtime};
@@ -23,6 +23,9 @@ use crate::{ClientError, ConnectOptions};
 
 /// Bytes read from the socket at a time.
 const READ_CHUNK: usize = 16 * 1024;
+/// Unwritten bytes beyond which the driver stops taking more from the
+/// machine.
+const WRITE_HIGH_WATER: usize = 64 * 1024;
 /// Filters per SUBSCRIBE when subscribing again after a lost session.
 const RESUBSCRIBE_CHUNK: usize = 64;
 
@@ -327,7 +330,9 @@ impl<R: Runtime> Driver<R> {
                         Err(e) => Wakeup::Closed(Some(e)),
                     }
                 };
-                or(wake, or(control, or(timer, or(write, read)))).await
+                // The timer first (it is cheap and rarely ready); the rest
+                // raced, so that no busy source starves another.
+                or(timer, race(race(write, read), race(control, wake))).await
             };
 
             input = match wakeup {
@@ -363,7 +368,12 @@ impl<R: Runtime> Driver<R> {
     fn pump(&mut self, inner: &mut Inner, now: Instant, out: &mut BytesMut) -> Turn {
         let mut ended = None;
         loop {
-            while inner.machine.poll_transmit(now, out) > 0 {}
+            // Past the high-water mark the machine keeps what it has to send
+            // until the socket has taken some: a QoS 0 delivery resolves
+            // only once its bytes are in this buffer.
+            if out.len() < WRITE_HIGH_WATER {
+                while inner.machine.poll_transmit(now, out) > 0 {}
+            }
             let Some(event) = inner.machine.poll_event() else {
                 break;
             };

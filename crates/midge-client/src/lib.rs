@@ -1,5 +1,5 @@
 //! The Midge async MQTT 3.1.1 client, written once over any
-//! [`Runtime`](midge_runtime::Runtime): connect, publish with a handle to
+//! [`Runtime`]: connect, publish with a handle to
 //! each message's acknowledgement, subscribe, receive a stream of messages,
 //! and reconnect by itself. `midge-tokio` and `midge-smol` re-export it as
 //! `Client` on their runtime.

@@ -609,6 +609,57 @@ pub(crate) async fn qos0_over_the_buffer_limit_is_dropped_and_counted<R: Runtime
     assert_eq!(conn.expect().await, Packet::PubAck(PubAck::new(pid(1))));
 }
 
+/// A broker that ignores its inflight window and floods QoS 1 messages
+/// makes the client stop reading at twice `max_buffered_messages`, and read
+/// again once the application has caught up; nothing is lost.
+pub(crate) async fn flooding_broker_pauses_reading_until_the_app_catches_up<R: Runtime>(rt: R) {
+    let broker = FakeBroker::bind(rt.clone()).await;
+    let options = broker.options("c").with_max_buffered_messages(2);
+    let (client, mut messages, mut conn) = broker.connect(options, false).await;
+    for n in 1..=10 {
+        conn.send_message("flood", b"x", QosPid::AtLeastOnce(pid(n)))
+            .await;
+    }
+    eventually(&rt, || messages.len() >= 4).await;
+    eventually(&rt, || client.stats().read_pauses == 1).await;
+    conn.send_message("late", b"y", QosPid::AtLeastOnce(pid(11)))
+        .await;
+    let mut topics = Vec::new();
+    for _ in 0..11 {
+        topics.push(messages.recv().await.unwrap().topic_str().to_owned());
+    }
+    assert!(topics[..10].iter().all(|t| t == "flood"), "{topics:?}");
+    assert_eq!(topics[10], "late");
+    for n in 1..=11 {
+        assert_eq!(conn.expect().await, Packet::PubAck(PubAck::new(pid(n))));
+    }
+}
+
+/// A burst of QoS 0 publishes larger than the driver's write buffer is
+/// written in full, in order, and every delivery resolves.
+pub(crate) async fn large_qos0_burst_is_written_in_full<R: Runtime>(rt: R) {
+    const N: usize = 300;
+    let broker = FakeBroker::bind(rt.clone()).await;
+    let (client, _messages, mut conn) = broker.connect(broker.options("c"), false).await;
+    let payload = bytes::Bytes::from(vec![0x5a; 1024]);
+    let deliveries: Vec<_> = (0..N)
+        .map(|n| {
+            let topic = format!("burst/{n}");
+            client
+                .publish(&topic, payload.clone(), QoS::AtMostOnce, false)
+                .unwrap()
+        })
+        .collect();
+    for n in 0..N {
+        let publish = conn.expect_publish().await;
+        assert_eq!(publish.topic, format!("burst/{n}").as_str());
+        assert_eq!(publish.payload.len(), 1024);
+    }
+    for d in deliveries {
+        d.await.unwrap();
+    }
+}
+
 // ----- reconnecting -----
 
 /// [MQTT-4.4.0-1] [MQTT-3.3.1-1] [MQTT-2.3.1-3]: after the broker drops
