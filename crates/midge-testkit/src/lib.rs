@@ -8,7 +8,9 @@
 //! [`find_python`]), starts a Mosquitto broker from a config file it writes into a
 //! scratch directory ([`Mosquitto`]), starts `midged` ([`Midged`]), runs a Python
 //! script and parses its JSON report ([`run_python`]), and runs `mosquitto_sub`
-//! in the background ([`MosquittoSub`]). The scenarios themselves, with their
+//! in the background ([`MosquittoSub`]), and forwards TCP through a proxy whose
+//! connections can be cut, so a client inside the test can lose its connection
+//! without a DISCONNECT ([`TcpProxy`]). The scenarios themselves, with their
 //! checks, live in [`paho`] (the Python scripts) and [`cli`] (`mosquitto_pub` /
 //! `mosquitto_sub`), so that the same checks run against Mosquitto (proving the
 //! harness) and against Midge.
@@ -35,6 +37,7 @@ pub mod paho;
 mod peers;
 mod port;
 mod process;
+mod proxy;
 mod scratch;
 
 pub use midged::Midged;
@@ -42,6 +45,7 @@ pub use mosquitto::{Mosquitto, MosquittoClients, MosquittoSub, SubMessage};
 pub use peers::{find_peer, find_python, interop_script, peers_required, run_python};
 pub use port::{free_port, wait_for_port};
 pub use process::{Lines, Process};
+pub use proxy::TcpProxy;
 pub use scratch::ScratchDir;
 
 /// The bound used for a peer that should answer at once (a broker starting, a

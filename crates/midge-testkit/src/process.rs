@@ -230,6 +230,18 @@ impl Process {
         })
     }
 
+    /// Runs `cmd` to completion, bounded by `timeout`, and returns its stdout
+    /// lines; fails (with both streams) unless it exits successfully.
+    pub fn run(name: &str, cmd: &mut Command, timeout: Duration) -> Result<Vec<String>> {
+        let mut process = Self::spawn(name, cmd)?;
+        let status = process.wait_timeout(timeout)?;
+        let lines = process.stdout.wait_closed(Duration::from_secs(5))?;
+        if !status.success() {
+            bail!("{name} failed ({status})\n{}", process.output_so_far());
+        }
+        Ok(lines)
+    }
+
     /// The label given at spawn.
     pub fn name(&self) -> &str {
         &self.name
