@@ -139,6 +139,9 @@ impl<R: Runtime> Client<R> {
     /// # Cancel safety
     /// Cancel-safe: dropping the future stops the attempt (politely, if the
     /// connection was already open) and leaves nothing behind.
+    ///
+    /// # Panics
+    /// When [`Runtime::current`] does: tokio's outside a tokio runtime.
     pub async fn connect(options: ConnectOptions) -> Result<(Self, Messages), ClientError> {
         Self::connect_with(R::current(), options).await
     }

@@ -38,6 +38,8 @@ on_smol!(
     qos0_over_the_buffer_limit_is_dropped_and_counted,
     flooding_broker_pauses_reading_until_the_app_catches_up,
     large_qos0_burst_is_written_in_full,
+    dropped_messages_stream_still_acknowledges,
+    subscribe_while_reconnecting_completes_on_the_next_connection,
     mqtt_4_4_0_1_reconnect_resends_inflight_with_dup_and_resubscribes,
     reconnect_with_session_present_does_not_resubscribe,
     reconnect_retries_server_unavailable_but_not_bad_credentials,

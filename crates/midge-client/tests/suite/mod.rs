@@ -660,6 +660,20 @@ pub(crate) async fn large_qos0_burst_is_written_in_full<R: Runtime>(rt: R) {
     }
 }
 
+/// Once the application has dropped `Messages`, QoS 1 messages are
+/// acknowledged as they arrive, so the broker's window never jams.
+pub(crate) async fn dropped_messages_stream_still_acknowledges<R: Runtime>(rt: R) {
+    let broker = FakeBroker::bind(rt.clone()).await;
+    let (client, messages, mut conn) = broker.connect(broker.options("c"), false).await;
+    drop(messages);
+    for n in 1..=3 {
+        conn.send_message("t", b"x", QosPid::AtLeastOnce(pid(n)))
+            .await;
+        assert_eq!(conn.expect().await, Packet::PubAck(PubAck::new(pid(n))));
+    }
+    assert!(client.is_connected());
+}
+
 // ----- reconnecting -----
 
 /// [MQTT-4.4.0-1] [MQTT-3.3.1-1] [MQTT-2.3.1-3]: after the broker drops
@@ -724,6 +738,31 @@ pub(crate) async fn mqtt_4_4_0_1_reconnect_resends_inflight_with_dup_and_resubsc
     delivery.await.unwrap();
     assert_eq!(client.stats().connections, 2);
     assert!(!client.session_present());
+}
+
+/// A subscribe made while the connection is down is sent on the next one
+/// and resolves then.
+pub(crate) async fn subscribe_while_reconnecting_completes_on_the_next_connection<R: Runtime>(
+    rt: R,
+) {
+    let broker = FakeBroker::bind(rt.clone()).await;
+    let options = broker.options("c").with_clean_session(false);
+    let (client, _messages, conn) = broker.connect(options, false).await;
+    drop(conn);
+    eventually(&rt, || !client.is_connected()).await;
+    let (granted, _) = zip(client.subscribe("late/#", QoS::AtLeastOnce), async {
+        let (mut conn, _) = broker.accept_with(ConnectReturnCode::Accepted, true).await;
+        let Packet::Subscribe(s) = conn.expect().await else {
+            panic!("expected SUBSCRIBE")
+        };
+        assert_eq!(s.filters[0].filter, "late/#");
+        let codes = vec![SubscribeReturnCode::Success(QoS::AtLeastOnce)];
+        conn.send(Packet::SubAck(SubAck::new(s.packet_id, codes)))
+            .await;
+        conn
+    })
+    .await;
+    assert_eq!(granted.unwrap(), QoS::AtLeastOnce);
 }
 
 /// When the broker kept the session, the client does not subscribe again.
