@@ -2,6 +2,7 @@
 //! socket and its [`ServerSession`], moving bytes, timers, events and
 //! actions between them and its router shard.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -14,9 +15,9 @@ use bytes::{Buf, BytesMut};
 use futures_lite::{future, AsyncRead, AsyncWrite, AsyncWriteExt, StreamExt};
 use midge_broker::{
     shard_of, Action, CloseReason, ConnId, ConnectRequest, DeliverOutcome, DropReason, Event,
-    Instant, ResumeState, ServerSession,
+    Instant, ResumeState, ServerSession, SlowSubscriberPolicy,
 };
-use midge_codec::QoS;
+use midge_codec::{Publish, QoS};
 use midge_runtime::{Duration, Runtime};
 
 use crate::shard::{Input, ToConn, ToShard};
@@ -29,6 +30,10 @@ const READ_CHUNK: usize = 16 * 1024;
 const MAILBOX_BATCH: usize = 128;
 
 type Timer = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+fn message_bytes(publish: &Publish) -> usize {
+    publish.topic.len().saturating_add(publish.payload.len())
+}
 
 /// Accepts sockets on one listener until shutdown.
 pub(crate) struct AcceptLoop<R: Runtime> {
@@ -160,6 +165,17 @@ struct Conn<R: Runtime> {
     close_timeout: Duration,
     timer: Option<(Instant, Timer)>,
     outgoing: Vec<Input>,
+    /// Deliveries that came while the session was above its high-water
+    /// mark under back-pressure: kept here (up to `hold_limit`, in order)
+    /// until the session is below it again, because everything already in
+    /// the channels from a publisher arrives before its pause takes effect
+    /// and would otherwise overflow the session's queue.
+    held: VecDeque<Publish>,
+    /// Deliveries `held` takes; 0 when the router drops rather than pauses.
+    hold_limit: usize,
+    /// Topic and payload bytes in `held`, and the most it takes.
+    held_bytes: usize,
+    hold_bytes_limit: usize,
     counts: LocalCounts,
     registration: Registration,
     client: Option<ClientInfo>,
@@ -205,6 +221,14 @@ impl<R: Runtime> Conn<R> {
             close_timeout: options.close_timeout,
             timer: None,
             outgoing: Vec::new(),
+            held: VecDeque::new(),
+            hold_limit: if options.router.slow_subscriber == SlowSubscriberPolicy::BackPressure {
+                options.session.max_queued_messages
+            } else {
+                0
+            },
+            held_bytes: 0,
+            hold_bytes_limit: options.session.max_queued_bytes,
             counts: LocalCounts::default(),
             registration: Registration::None,
             client: None,
@@ -233,6 +257,9 @@ impl<R: Runtime> Conn<R> {
     /// events (for the shard), and the next deadline.
     fn drain_session(&mut self) {
         let now = self.rt.now();
+        if !self.held.is_empty() && !self.session.is_closed() {
+            self.release_held(now, false);
+        }
         while self.write_buf.len() < self.max_write {
             if self.session.poll_transmit(now, &mut self.write_buf) == 0 {
                 break;
@@ -423,6 +450,57 @@ impl<R: Runtime> Conn<R> {
         self.session.handle_transport_closed(now);
     }
 
+    /// Hands a routed message to the session, or, while the session is
+    /// congested under back-pressure, holds it (see [`Conn::held`]). Either
+    /// way the router gets exactly one report for it.
+    fn deliver(&mut self, now: Instant, publish: Publish, publisher: Option<ConnId>) {
+        let hold = self.hold_limit > 0
+            && (!self.held.is_empty() || self.session.is_above_high_water())
+            && self.held.len() < self.hold_limit
+            && self.held_bytes < self.hold_bytes_limit
+            && !self.session.is_closed();
+        if hold {
+            self.held_bytes = self.held_bytes.saturating_add(message_bytes(&publish));
+            self.held.push_back(publish);
+            self.counts.messages_sent += 1;
+            self.outgoing.push(Input::Delivery {
+                publisher,
+                outcome: DeliverOutcome::Queued,
+                above_high_water: true,
+            });
+            return;
+        }
+        // Room held back first, so the router's order is kept.
+        self.release_held(now, true);
+        let outcome = self.session.deliver(now, publish);
+        match outcome {
+            DeliverOutcome::Dropped(_) => self.counts.messages_dropped += 1,
+            _ => self.counts.messages_sent += 1,
+        }
+        self.outgoing.push(Input::Delivery {
+            publisher,
+            outcome,
+            above_high_water: self.session.is_above_high_water(),
+        });
+    }
+
+    /// Moves held messages into the session while it has room (or all of
+    /// them with `force`); they were reported already, so a drop here is
+    /// only counted.
+    fn release_held(&mut self, now: Instant, force: bool) {
+        while force || !self.session.is_above_high_water() {
+            let Some(publish) = self.held.pop_front() else {
+                break;
+            };
+            self.held_bytes = self.held_bytes.saturating_sub(message_bytes(&publish));
+            if let DeliverOutcome::Dropped(reason) = self.session.deliver(now, publish) {
+                self.counts.messages_sent = self.counts.messages_sent.saturating_sub(1);
+                self.counts.messages_dropped += 1;
+                tracing::debug!(conn = self.id.0, ?reason, "held delivery dropped");
+            }
+        }
+    }
+
     /// Applies one message from the shard to the session.
     fn apply(&mut self, now: Instant, message: ToConn) {
         let action = match message {
@@ -434,16 +512,7 @@ impl<R: Runtime> Conn<R> {
             }
             ToConn::Action { action, publisher } => {
                 if let Action::Deliver { publish, .. } = action {
-                    let outcome = self.session.deliver(now, publish);
-                    match outcome {
-                        DeliverOutcome::Dropped(_) => self.counts.messages_dropped += 1,
-                        _ => self.counts.messages_sent += 1,
-                    }
-                    self.outgoing.push(Input::Delivery {
-                        publisher,
-                        outcome,
-                        above_high_water: self.session.is_above_high_water(),
-                    });
+                    self.deliver(now, publish, publisher);
                     return;
                 }
                 action
@@ -485,6 +554,12 @@ impl<R: Runtime> Conn<R> {
                 Ok(())
             }
             Action::PausePublisher { .. } => {
+                if !self.paused {
+                    self.shared
+                        .stats
+                        .publisher_pauses
+                        .fetch_add(1, Ordering::Relaxed);
+                }
                 self.paused = true;
                 Ok(())
             }
@@ -520,6 +595,12 @@ impl<R: Runtime> Conn<R> {
                 let session =
                     std::mem::replace(&mut self.session, ServerSession::new(config, now, 0));
                 let mut resume: ResumeState = session.into_resume_state();
+                self.held_bytes = 0;
+                resume.queued.extend(
+                    std::mem::take(&mut self.held)
+                        .into_iter()
+                        .filter(|p| p.qos() != QoS::AtMostOnce),
+                );
                 // Deliveries that reached the mailbox after the session
                 // closed: QoS 1/2 ones join the resume state (the shard does
                 // the same with any that come later), so a persistent

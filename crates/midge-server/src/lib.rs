@@ -87,7 +87,7 @@ pub struct ServerOptions {
     /// queue limits apply meanwhile. Default 256 KiB.
     pub max_write_buffer: usize,
     /// Messages a shard's inbox from its connections holds; a connection
-    /// whose shard is that far behind waits. Default 1024.
+    /// whose shard is that far behind waits. Default 64.
     pub shard_queue: usize,
     /// How long a closing connection may take to write out what its session
     /// produced before the socket is dropped regardless. Default 5 s.
@@ -103,7 +103,7 @@ impl Default for ServerOptions {
             shards: 0,
             max_connections: 10_000,
             max_write_buffer: 256 * 1024,
-            shard_queue: 1024,
+            shard_queue: 64,
             close_timeout: Duration::from_secs(5),
         }
     }

@@ -295,7 +295,15 @@ where
                 if let Some(late) = self.orphans.remove(&conn) {
                     resume.queued.extend(late);
                 }
+                let wills = self.router.stats().wills_published;
                 self.router.handle_closed(now, conn, publish_will, resume);
+                let published = self.router.stats().wills_published.saturating_sub(wills);
+                if published != 0 {
+                    self.shared
+                        .stats
+                        .wills_published
+                        .fetch_add(published, std::sync::atomic::Ordering::Relaxed);
+                }
                 self.drain(now, None);
                 self.mailboxes.remove(&conn);
             }

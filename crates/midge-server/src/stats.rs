@@ -25,6 +25,11 @@ pub struct ServerStats {
     pub messages_sent: u64,
     /// Deliveries a session refused (full queue, closed session).
     pub messages_dropped: u64,
+    /// Wills published (connections that ended without DISCONNECT).
+    pub wills_published: u64,
+    /// Times a publishing connection stopped being read because a
+    /// subscriber it fed was congested (back-pressure).
+    pub publisher_pauses: u64,
     /// Bytes read from clients.
     pub bytes_received: u64,
     /// Bytes written to clients.
@@ -41,6 +46,8 @@ pub(crate) struct Counters {
     pub(crate) messages_received: AtomicU64,
     pub(crate) messages_sent: AtomicU64,
     pub(crate) messages_dropped: AtomicU64,
+    pub(crate) wills_published: AtomicU64,
+    pub(crate) publisher_pauses: AtomicU64,
     pub(crate) bytes_received: AtomicU64,
     pub(crate) bytes_sent: AtomicU64,
 }
@@ -56,6 +63,8 @@ impl Counters {
             messages_received: get(&self.messages_received),
             messages_sent: get(&self.messages_sent),
             messages_dropped: get(&self.messages_dropped),
+            wills_published: get(&self.wills_published),
+            publisher_pauses: get(&self.publisher_pauses),
             bytes_received: get(&self.bytes_received),
             bytes_sent: get(&self.bytes_sent),
         }

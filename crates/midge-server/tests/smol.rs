@@ -41,4 +41,5 @@ on_smol!(
     silent_sockets_are_closed_by_the_connect_timeout,
     connection_cap_closes_extra_sockets,
     graceful_shutdown_closes_clients_without_wills,
+    slow_subscriber_pauses_publisher_and_loses_nothing,
 );

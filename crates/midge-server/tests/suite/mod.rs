@@ -178,6 +178,7 @@ pub async fn mqtt_3_1_2_8_will_published_on_abrupt_close<R: Runtime>(rt: R) {
         let p = sub.received().await;
         assert_eq!(p.topic.as_str(), "wills/doomed");
         assert_eq!(&p.payload[..], b"gone");
+        assert_eq!(server.handle.stats().wills_published, 1);
         sub.disconnect().await;
         server.stop().await;
     })
@@ -207,6 +208,7 @@ pub async fn mqtt_3_14_4_3_no_will_after_disconnect<R: Runtime>(rt: R) {
         let p = sub.received().await;
         assert_eq!(p.topic.as_str(), "wills/marker");
         assert_eq!(sub.next(Duration::from_secs(1)).await, Next::Silent);
+        assert_eq!(server.handle.stats().wills_published, 0);
         marker.disconnect().await;
         sub.disconnect().await;
         server.stop().await;
@@ -485,8 +487,70 @@ pub async fn graceful_shutdown_closes_clients_without_wills<R: Runtime>(rt: R) {
         assert_eq!(sub.next(Duration::from_secs(5)).await, Next::Closed);
         assert!(bystander.closed_within(Duration::from_secs(5)).await);
         assert!(silent.closed_within(Duration::from_secs(5)).await);
-        assert_eq!(handle.stats().connections_open, 0);
+        let stats = handle.stats();
+        assert_eq!(stats.connections_open, 0);
+        assert_eq!(stats.wills_published, 0, "{stats:?}");
         assert!(handle.is_shutting_down());
+    })
+    .await;
+}
+
+/// A subscriber that does not read pauses its publisher (on another shard)
+/// instead of losing messages: once it reads, every message arrives, in
+/// order, and nothing was dropped. Default queue limits; 40 MB is more than
+/// loopback socket buffers and the session queue hold together.
+pub async fn slow_subscriber_pauses_publisher_and_loses_nothing<R: Runtime>(rt: R) {
+    bounded(&rt, async {
+        let server = Running::start(&rt, options()).await;
+        let sub_id = id_on_shard("slow", 0, 3);
+        let pub_id = id_on_shard("fast", 2, 3);
+        let mut sub = TestClient::connect(&rt, server.addr, &sub_id).await;
+        sub.subscribe("bulk", QoS::AtMostOnce).await;
+        let mut publisher = TestClient::connect(&rt, server.addr, &pub_id).await;
+        // The subscription is known on the publisher's shard once a probe
+        // gets through.
+        publisher
+            .publish("bulk", QoS::AtLeastOnce, b"probe", false)
+            .await;
+        assert_eq!(&sub.received().await.payload[..], b"probe");
+
+        const COUNT: u32 = 4000;
+        const SIZE: usize = 10 * 1024;
+        let (done_tx, done_rx) = async_channel::bounded(1);
+        rt.spawn(async move {
+            for n in 0..COUNT {
+                let mut payload = vec![0u8; SIZE];
+                payload[..4].copy_from_slice(&n.to_be_bytes());
+                publisher
+                    .publish("bulk", QoS::AtMostOnce, &payload, false)
+                    .await;
+            }
+            publisher.ping().await;
+            let _ = done_tx.send(publisher).await;
+        });
+        // Let the publisher run into the congestion before reading.
+        rt.sleep(Duration::from_millis(500)).await;
+        assert!(
+            done_rx.is_empty(),
+            "40 MB went through a subscriber that did not read"
+        );
+        for n in 0..COUNT {
+            let p = sub.received().await;
+            assert_eq!(p.payload.len(), SIZE);
+            assert_eq!(
+                p.payload[..4],
+                n.to_be_bytes(),
+                "message {n}, {:?}",
+                server.handle.stats()
+            );
+        }
+        let publisher = done_rx.recv().await.unwrap();
+        let stats = server.handle.stats();
+        assert!(stats.publisher_pauses >= 1, "{stats:?}");
+        assert_eq!(stats.messages_dropped, 0, "{stats:?}");
+        publisher.disconnect().await;
+        sub.disconnect().await;
+        server.stop().await;
     })
     .await;
 }
