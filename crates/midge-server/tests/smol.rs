@@ -42,4 +42,8 @@ on_smol!(
     connection_cap_closes_extra_sockets,
     graceful_shutdown_closes_clients_without_wills,
     slow_subscriber_pauses_publisher_and_loses_nothing,
+    mqtt_4_3_2_2_puback_after_routing_with_ack_after_route,
+    abandoned_session_expires_on_the_shard_timer,
+    mqtt_3_2_2_5_auth_hook_refuses_and_closes,
+    client_that_never_reads_does_not_stall_others,
 );

@@ -554,3 +554,145 @@ pub async fn slow_subscriber_pauses_publisher_and_loses_nothing<R: Runtime>(rt: 
     })
     .await;
 }
+
+/// With `ack_after_route`, the PUBACK leaves only after the router took
+/// the message: the shard's answer has to reach the connection.
+// covers: MQTT-4.3.2-2
+pub async fn mqtt_4_3_2_2_puback_after_routing_with_ack_after_route<R: Runtime>(rt: R) {
+    bounded(&rt, async {
+        let mut options = options();
+        options.session.ack_after_route = true;
+        let server = Running::start(&rt, options).await;
+        let mut sub = TestClient::connect(&rt, server.addr, "routed-reader").await;
+        sub.subscribe("routed/#", QoS::AtLeastOnce).await;
+        let mut publisher = TestClient::connect(&rt, server.addr, "routed-writer").await;
+        for kind in [QoS::AtLeastOnce, QoS::ExactlyOnce] {
+            publisher.publish("routed/x", kind, b"r", false).await;
+            assert_eq!(&sub.received().await.payload[..], b"r");
+        }
+        publisher.disconnect().await;
+        sub.disconnect().await;
+        server.stop().await;
+    })
+    .await;
+}
+
+/// The router shards' own timer: an abandoned persistent session expires.
+pub async fn abandoned_session_expires_on_the_shard_timer<R: Runtime>(rt: R) {
+    bounded(&rt, async {
+        let mut options = options();
+        options.router.session_expiry = Some(Duration::from_secs(1));
+        let server = Running::start(&rt, options).await;
+        let (mut c, _) =
+            TestClient::connect_with(&rt, server.addr, connect_packet("fleeting", false, 60)).await;
+        c.subscribe("f/#", QoS::AtLeastOnce).await;
+        c.disconnect().await;
+        // Within the expiry the session is still there.
+        let (c, ack) =
+            TestClient::connect_with(&rt, server.addr, connect_packet("fleeting", false, 60)).await;
+        assert!(ack.session_present);
+        c.disconnect().await;
+        rt.sleep(Duration::from_secs(2)).await;
+        let (c, ack) =
+            TestClient::connect_with(&rt, server.addr, connect_packet("fleeting", false, 60)).await;
+        assert_eq!(ack.code, ConnectReturnCode::Accepted);
+        assert!(!ack.session_present, "the session outlived its expiry");
+        c.disconnect().await;
+        server.stop().await;
+    })
+    .await;
+}
+
+/// An `Auth` that refuses one client id.
+struct DenyMallory;
+
+impl midge_broker::Auth for DenyMallory {
+    fn connect(
+        &mut self,
+        client_id: &str,
+        _username: Option<&str>,
+        _password: Option<&[u8]>,
+    ) -> Result<(), ConnectReturnCode> {
+        if client_id == "mallory" {
+            Err(ConnectReturnCode::NotAuthorized)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn may_publish(&self, _client_id: &str, _username: Option<&str>, topic: &str) -> bool {
+        !topic.starts_with("secret/")
+    }
+
+    fn may_subscribe(&self, _client_id: &str, _username: Option<&str>, _filter: &str) -> bool {
+        true
+    }
+}
+
+/// `bind_with` plugs a store and an auth hook into every shard.
+// covers: MQTT-3.2.2-5
+pub async fn mqtt_3_2_2_5_auth_hook_refuses_and_closes<R: Runtime>(rt: R) {
+    bounded(&rt, async {
+        let server = Server::bind_with(rt.clone(), options(), |_| {
+            (midge_broker::MemoryStore::new(), DenyMallory)
+        })
+        .await
+        .unwrap();
+        let addr = server.local_addrs()[0];
+        let handle = server.handle();
+        let (tx, done) = async_channel::bounded(1);
+        rt.spawn(async move {
+            let _ = tx.send(server.run().await).await;
+        });
+        let (mut mallory, ack) =
+            TestClient::connect_with(&rt, addr, connect_packet("mallory", true, 60)).await;
+        assert_eq!(ack.code, ConnectReturnCode::NotAuthorized);
+        assert_eq!(mallory.next(Duration::from_secs(5)).await, Next::Closed);
+        let mut alice = TestClient::connect(&rt, addr, "alice").await;
+        alice.subscribe("#", QoS::AtLeastOnce).await;
+        alice
+            .publish("secret/x", QoS::AtLeastOnce, b"no", false)
+            .await;
+        alice
+            .publish("open/x", QoS::AtLeastOnce, b"yes", false)
+            .await;
+        assert_eq!(&alice.received().await.payload[..], b"yes");
+        alice.disconnect().await;
+        handle.shutdown();
+        done.recv().await.unwrap().unwrap();
+    })
+    .await;
+}
+
+/// A client that never reads while others publish to it: the connection's
+/// write buffer stays bounded and the server keeps serving everyone else.
+pub async fn client_that_never_reads_does_not_stall_others<R: Runtime>(rt: R) {
+    bounded(&rt, async {
+        let mut options = options();
+        options.router.slow_subscriber = midge_broker::SlowSubscriberPolicy::Drop;
+        let server = Running::start(&rt, options).await;
+        let mut deaf = TestClient::connect(&rt, server.addr, "deaf").await;
+        deaf.subscribe("flood", QoS::AtMostOnce).await;
+        let mut good = TestClient::connect(&rt, server.addr, "good").await;
+        good.subscribe("other", QoS::AtLeastOnce).await;
+        let mut flooder = TestClient::connect(&rt, server.addr, "flooder").await;
+        let payload = vec![7u8; 64 * 1024];
+        for _ in 0..800 {
+            flooder
+                .publish("flood", QoS::AtMostOnce, &payload, false)
+                .await;
+        }
+        flooder.ping().await;
+        flooder
+            .publish("other", QoS::AtLeastOnce, b"fine", false)
+            .await;
+        assert_eq!(&good.received().await.payload[..], b"fine");
+        let stats = server.handle.stats();
+        assert!(stats.messages_dropped > 0, "{stats:?}");
+        drop(deaf);
+        flooder.disconnect().await;
+        good.disconnect().await;
+        server.stop().await;
+    })
+    .await;
+}
