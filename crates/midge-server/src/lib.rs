@@ -32,6 +32,25 @@
 //! A shard never waits on anyone, so waiting connections always make
 //! progress: no cycle of blocking sends exists.
 //!
+//! # Back-pressure in flight
+//!
+//! A pause takes a few hops (subscriber's connection, its shard, the
+//! publisher's shard, the publisher's connection), and what the publisher
+//! sent meanwhile is already in the channels. Under
+//! [`SlowSubscriberPolicy::BackPressure`](midge_broker::SlowSubscriberPolicy)
+//! a congested subscriber's connection therefore holds such deliveries
+//! (reported to the router as queued and congested, so their publishers
+//! are paused too) and hands them to its session as it drains; the hold
+//! takes at most the session's own queue limits again
+//! ([`ServerConfig::max_queued_messages`](midge_broker::ServerConfig::max_queued_messages)
+//! and `max_queued_bytes`), beyond which the session's limits decide. The
+//! bounded shard inbox ([`ServerOptions::shard_queue`]) keeps the amount in
+//! flight small.
+//!
+//! Deliveries that reach a connection after its session closed (and before
+//! its shard learnt of the close) are not lost for a persistent session:
+//! QoS 1 and 2 messages join the resume state the router keeps.
+//!
 //! # Shutdown
 //!
 //! [`ServerHandle::shutdown`] stops the listeners and closes every
@@ -308,7 +327,7 @@ impl ServerHandle {
     }
 
     /// Completes when [`Server::run`] has finished its shutdown (at once if
-    /// it has). Cancel-safe.
+    /// it has); never, if `run` is never called. Cancel-safe.
     pub async fn closed(&self) {
         // Only ever closed, never sent to.
         let _ = self.shared.closed_rx.recv().await;
