@@ -75,7 +75,8 @@ pub(crate) enum Control {
 /// A QoS 1 or 2 message is acknowledged to the broker when the application
 /// takes it from here, not when it arrives: the broker's inflight window
 /// then bounds how many wait. Dropping `Messages` acknowledges (and
-/// discards) everything that arrives afterwards.
+/// discards) the messages still buffered and everything that arrives
+/// afterwards.
 pub struct Messages {
     rx: Pin<Box<async_channel::Receiver<Incoming>>>,
     control: async_channel::Sender<Control>,
@@ -157,6 +158,18 @@ impl Messages {
             let _ = self.control.try_send(Control::Resume);
         }
         incoming.message
+    }
+}
+
+impl Drop for Messages {
+    /// Acknowledges the QoS 1/2 messages still buffered: nobody will take
+    /// them, and unacknowledged they would hold the broker's window.
+    fn drop(&mut self) {
+        while let Ok(incoming) = self.rx.try_recv() {
+            if let Some(token) = incoming.ack {
+                let _ = self.control.try_send(Control::Ack(token));
+            }
+        }
     }
 }
 

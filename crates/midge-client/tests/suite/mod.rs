@@ -661,11 +661,17 @@ pub(crate) async fn large_qos0_burst_is_written_in_full<R: Runtime>(rt: R) {
 }
 
 /// Once the application has dropped `Messages`, QoS 1 messages are
-/// acknowledged as they arrive, so the broker's window never jams.
+/// acknowledged (those buffered at once, later ones as they arrive), so the
+/// broker's window never jams.
 pub(crate) async fn dropped_messages_stream_still_acknowledges<R: Runtime>(rt: R) {
     let broker = FakeBroker::bind(rt.clone()).await;
     let (client, messages, mut conn) = broker.connect(broker.options("c"), false).await;
+    conn.send_message("t", b"buffered", QosPid::AtLeastOnce(pid(9)))
+        .await;
+    eventually(&rt, || messages.len() == 1).await;
     drop(messages);
+    // The buffered message nobody will take is acknowledged too.
+    assert_eq!(conn.expect().await, Packet::PubAck(PubAck::new(pid(9))));
     for n in 1..=3 {
         conn.send_message("t", b"x", QosPid::AtLeastOnce(pid(n)))
             .await;
