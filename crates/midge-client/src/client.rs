@@ -14,7 +14,7 @@ use midge_runtime::{Runtime, Scheme};
 use midge_session::{DeliveryId, RequestId};
 
 use crate::driver::Driver;
-use crate::message::{Control, Incoming, Messages};
+use crate::message::{Clock, Incoming, Messages};
 use crate::{ClientError, ConnectOptions};
 
 /// A one-shot answer: a channel of capacity one.
@@ -179,7 +179,7 @@ impl<R: Runtime> Client<R> {
             }),
         });
         let (wake_tx, wake_rx) = async_channel::bounded(1);
-        let (control_tx, control_rx) = async_channel::unbounded::<Control>();
+        let (nudge_tx, nudge_rx) = async_channel::bounded::<()>(1);
         let (message_tx, message_rx) = async_channel::unbounded::<Incoming>();
         let (first_tx, first_rx) = async_channel::bounded(1);
         let paused = Arc::new(AtomicBool::new(false));
@@ -188,13 +188,23 @@ impl<R: Runtime> Client<R> {
             shared: Arc::clone(&shared),
             wake: wake_tx,
         };
-        let messages = Messages::new(message_rx, control_tx, Arc::clone(&paused));
+        let clock: Clock = {
+            let rt = rt.clone();
+            Arc::new(move || rt.now())
+        };
+        let messages = Messages::new(
+            message_rx,
+            Arc::clone(&shared),
+            clock,
+            nudge_tx,
+            Arc::clone(&paused),
+        );
         let driver = Driver::new(
             rt.clone(),
             shared,
             &options,
             wake_rx,
-            control_rx,
+            nudge_rx,
             message_tx,
             first_tx,
             paused,

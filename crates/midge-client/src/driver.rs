@@ -17,7 +17,7 @@ use midge_session::{AckToken, DisconnectReason, Event};
 
 use crate::client::{Inner, Pending, Shared};
 use crate::error::io_error;
-use crate::message::{Control, Incoming, Message};
+use crate::message::{Incoming, Message};
 use crate::options::Reconnect;
 use crate::{ClientError, ConnectOptions};
 
@@ -39,7 +39,9 @@ pub(crate) struct Driver<R: Runtime> {
     max_buffered: usize,
     clean_session: bool,
     wake_rx: async_channel::Receiver<()>,
-    control_rx: async_channel::Receiver<Control>,
+    /// Nudges from [`Messages`](crate::Messages): an acknowledgement to
+    /// write, or room to read again.
+    nudge_rx: async_channel::Receiver<()>,
     message_tx: async_channel::Sender<Incoming>,
     /// Answers the `connect` call; taken at the first CONNACK (or failure).
     first: Option<async_channel::Sender<Result<(), ClientError>>>,
@@ -54,7 +56,7 @@ pub(crate) struct Driver<R: Runtime> {
 enum Wakeup {
     Handle,
     HandlesGone,
-    Control(Control),
+    Nudge,
     Timer,
     Wrote(usize),
     Read(usize),
@@ -66,7 +68,6 @@ enum Input {
     Nothing,
     Read(usize),
     Timeout,
-    Ack(AckToken),
     TransportClosed,
 }
 
@@ -84,7 +85,7 @@ impl<R: Runtime> Driver<R> {
         shared: Arc<Shared>,
         options: &ConnectOptions,
         wake_rx: async_channel::Receiver<()>,
-        control_rx: async_channel::Receiver<Control>,
+        nudge_rx: async_channel::Receiver<()>,
         message_tx: async_channel::Sender<Incoming>,
         first: async_channel::Sender<Result<(), ClientError>>,
         paused: Arc<AtomicBool>,
@@ -98,7 +99,7 @@ impl<R: Runtime> Driver<R> {
             max_buffered: options.max_buffered_messages.max(1),
             clean_session: options.config.clean_session,
             wake_rx,
-            control_rx,
+            nudge_rx,
             message_tx,
             first: Some(first),
             paused,
@@ -234,7 +235,6 @@ impl<R: Runtime> Driver<R> {
                         }
                     }
                     Input::Timeout => inner.machine.handle_timeout(now),
-                    Input::Ack(token) => inner.machine.ack(now, token),
                     Input::TransportClosed => inner.machine.handle_transport_closed(now),
                 }
                 if self.handles_gone && !inner.disconnect_requested {
@@ -279,7 +279,7 @@ impl<R: Runtime> Driver<R> {
             let wakeup = {
                 let handles_gone = self.handles_gone;
                 let wake_rx = &self.wake_rx;
-                let control_rx = &self.control_rx;
+                let nudge_rx = &self.nudge_rx;
                 let rt = &self.rt;
                 let out = &out;
                 let read_buf = &mut read_buf;
@@ -294,9 +294,9 @@ impl<R: Runtime> Driver<R> {
                         Err(_) => Wakeup::HandlesGone,
                     }
                 };
-                let control = async move {
-                    match control_rx.recv().await {
-                        Ok(c) => Wakeup::Control(c),
+                let nudge = async move {
+                    match nudge_rx.recv().await {
+                        Ok(()) => Wakeup::Nudge,
                         // `Messages` is gone: nothing more will come.
                         Err(_) => pending().await,
                     }
@@ -332,16 +332,15 @@ impl<R: Runtime> Driver<R> {
                 };
                 // The timer first (it is cheap and rarely ready); the rest
                 // raced, so that no busy source starves another.
-                or(timer, race(race(write, read), race(control, wake))).await
+                or(timer, race(race(write, read), race(nudge, wake))).await
             };
 
             input = match wakeup {
-                Wakeup::Handle | Wakeup::Control(Control::Resume) => Input::Nothing,
+                Wakeup::Handle | Wakeup::Nudge => Input::Nothing,
                 Wakeup::HandlesGone => {
                     self.handles_gone = true;
                     Input::Nothing
                 }
-                Wakeup::Control(Control::Ack(token)) => Input::Ack(token),
                 Wakeup::Timer => {
                     if !was_connected && self.rt.now() >= connack_deadline {
                         io_failure = Some(ClientError::Timeout);

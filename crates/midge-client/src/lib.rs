@@ -21,7 +21,11 @@
 //! the socket; the session machine sits behind a mutex shared with every
 //! handle. A handle method locks it briefly, hands the command to the
 //! machine, registers a waiter for the answer, wakes the driver and unlocks;
-//! the lock is never held across an `.await`. The driver reads the socket
+//! the lock is never held across an `.await`. [`Messages`] acknowledges the
+//! same way, before it hands a QoS 1/2 message out, so that acknowledgement
+//! is written before anything the application asks for next (a
+//! [`Client::disconnect`] right after the last message included). The
+//! driver reads the socket
 //! into the machine, writes what the machine has to send, runs its timers
 //! (keep alive, CONNACK), and passes answers to their waiters and messages
 //! to [`Messages`]. Nothing has to be polled by the application for

@@ -8,7 +8,10 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use futures_lite::Stream;
 use midge_codec::{Publish, QoS, Topic};
+use midge_runtime::Instant;
 use midge_session::AckToken;
+
+use crate::client::Shared;
 
 /// An application message from the broker.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,15 +56,8 @@ pub(crate) struct Incoming {
     pub(crate) ack: Option<AckToken>,
 }
 
-/// What [`Messages`] tells the driver.
-#[derive(Debug)]
-pub(crate) enum Control {
-    /// The application took a QoS 1/2 message: acknowledge it.
-    Ack(AckToken),
-    /// The application took a message while the driver had stopped reading:
-    /// check whether to read again.
-    Resume,
-}
+/// The runtime's clock, without the runtime's type.
+pub(crate) type Clock = Arc<dyn Fn() -> Instant + Send + Sync>;
 
 /// The messages the broker sends, in arrival order: a
 /// [`Stream`](futures_lite::Stream) of [`Message`], also readable with
@@ -74,12 +70,21 @@ pub(crate) enum Control {
 ///
 /// A QoS 1 or 2 message is acknowledged to the broker when the application
 /// takes it from here, not when it arrives: the broker's inflight window
-/// then bounds how many wait. Dropping `Messages` acknowledges (and
-/// discards) the messages still buffered and everything that arrives
-/// afterwards.
+/// then bounds how many wait. The acknowledgement is handed to the session
+/// before the message is returned, so it is written before anything the
+/// application asks for afterwards (a publish, or
+/// [`Client::disconnect`](crate::Client::disconnect) right after the last
+/// message). Dropping `Messages` acknowledges (and discards) the messages
+/// still buffered and everything that arrives afterwards.
 pub struct Messages {
     rx: Pin<Box<async_channel::Receiver<Incoming>>>,
-    control: async_channel::Sender<Control>,
+    /// The session machine, to acknowledge under its lock as every other
+    /// command does.
+    shared: Arc<Shared>,
+    clock: Clock,
+    /// Tells the driver there is something to write, or that it may read
+    /// again (a pending nudge is enough: capacity one).
+    nudge: async_channel::Sender<()>,
     paused: Arc<AtomicBool>,
 }
 
@@ -94,12 +99,16 @@ impl std::fmt::Debug for Messages {
 impl Messages {
     pub(crate) fn new(
         rx: async_channel::Receiver<Incoming>,
-        control: async_channel::Sender<Control>,
+        shared: Arc<Shared>,
+        clock: Clock,
+        nudge: async_channel::Sender<()>,
         paused: Arc<AtomicBool>,
     ) -> Self {
         Self {
             rx: Box::pin(rx),
-            control,
+            shared,
+            clock,
+            nudge,
             paused,
         }
     }
@@ -148,16 +157,25 @@ impl Messages {
         }
     }
 
-    /// Acknowledges a message the application has just taken.
+    /// Acknowledges a message the application has just taken: straight to
+    /// the session, so that the acknowledgement is queued before any later
+    /// command, then wakes the driver to write it.
     fn taken(&self, incoming: Incoming) -> Message {
         if let Some(token) = incoming.ack {
-            // The driver is gone only when the client has ended; the ack is
-            // then moot.
-            let _ = self.control.try_send(Control::Ack(token));
+            let now = (self.clock)();
+            // After the client has ended the machine ignores the token.
+            self.shared.lock().machine.ack(now, token);
+            self.wake_driver();
         } else if self.paused.load(Ordering::Acquire) {
-            let _ = self.control.try_send(Control::Resume);
+            self.wake_driver();
         }
         incoming.message
+    }
+
+    /// A nudge already pending is enough, and a driver that has ended needs
+    /// none: a failed send is fine.
+    fn wake_driver(&self) {
+        let _ = self.nudge.try_send(());
     }
 }
 
@@ -165,10 +183,19 @@ impl Drop for Messages {
     /// Acknowledges the QoS 1/2 messages still buffered: nobody will take
     /// them, and unacknowledged they would hold the broker's window.
     fn drop(&mut self) {
-        while let Ok(incoming) = self.rx.try_recv() {
-            if let Some(token) = incoming.ack {
-                let _ = self.control.try_send(Control::Ack(token));
+        let now = (self.clock)();
+        let mut acked = false;
+        {
+            let mut inner = self.shared.lock();
+            while let Ok(incoming) = self.rx.try_recv() {
+                if let Some(token) = incoming.ack {
+                    inner.machine.ack(now, token);
+                    acked = true;
+                }
             }
+        }
+        if acked {
+            self.wake_driver();
         }
     }
 }

@@ -39,6 +39,8 @@ on_smol!(
     flooding_broker_pauses_reading_until_the_app_catches_up,
     large_qos0_burst_is_written_in_full,
     dropped_messages_stream_still_acknowledges,
+    mqtt_4_3_2_2_taken_message_is_acked_before_disconnect,
+    mqtt_4_3_2_2_taken_message_is_acked_before_a_later_publish,
     subscribe_while_reconnecting_completes_on_the_next_connection,
     mqtt_4_4_0_1_reconnect_resends_inflight_with_dup_and_resubscribes,
     reconnect_with_session_present_does_not_resubscribe,

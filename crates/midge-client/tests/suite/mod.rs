@@ -680,6 +680,40 @@ pub(crate) async fn dropped_messages_stream_still_acknowledges<R: Runtime>(rt: R
     assert!(client.is_connected());
 }
 
+/// [MQTT-4.3.2-2]: a QoS 1 message the application has taken is
+/// acknowledged before anything the application asks for afterwards, so a
+/// `disconnect` right after `recv` writes PUBACK first and DISCONNECT last
+/// (otherwise the broker would send the message again on resume).
+pub(crate) async fn mqtt_4_3_2_2_taken_message_is_acked_before_disconnect<R: Runtime>(rt: R) {
+    let broker = FakeBroker::bind(rt.clone()).await;
+    let options = broker.options("c").with_clean_session(false);
+    let (client, mut messages, mut conn) = broker.connect(options, false).await;
+    conn.send_message("t", b"last", QosPid::AtLeastOnce(pid(5)))
+        .await;
+    let message = messages.recv().await.unwrap();
+    assert_eq!(&message.payload[..], b"last");
+    // No await between taking the message and asking to disconnect.
+    let (done, seen) = zip(client.disconnect(), conn.expect_closed()).await;
+    done.unwrap();
+    assert_eq!(
+        seen,
+        vec![Packet::PubAck(PubAck::new(pid(5))), Packet::Disconnect]
+    );
+}
+
+/// [MQTT-4.3.2-2]: a message taken through the `Stream` is acknowledged
+/// before a publish made right after it.
+pub(crate) async fn mqtt_4_3_2_2_taken_message_is_acked_before_a_later_publish<R: Runtime>(rt: R) {
+    let broker = FakeBroker::bind(rt.clone()).await;
+    let (client, mut messages, mut conn) = broker.connect(broker.options("c"), false).await;
+    conn.send_message("t", b"x", QosPid::AtLeastOnce(pid(3)))
+        .await;
+    assert_eq!(messages.next().await.unwrap().topic_str(), "t");
+    let _delivery = client.publish("after", "", QoS::AtMostOnce, false).unwrap();
+    assert_eq!(conn.expect().await, Packet::PubAck(PubAck::new(pid(3))));
+    assert_eq!(conn.expect_publish().await.topic, "after");
+}
+
 // ----- reconnecting -----
 
 /// [MQTT-4.4.0-1] [MQTT-3.3.1-1] [MQTT-2.3.1-3]: after the broker drops
