@@ -1,0 +1,366 @@
+//! Command-line flags, modelled on mosquitto_pub and mosquitto_sub so that
+//! scripts and fingers carry over.
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser, Subcommand};
+use midge_codec::QoS;
+
+/// The text after every --help: what scripts can rely on.
+const EXIT_CODES: &str = "\
+Exit codes:
+  0   success
+  1   other error (for example an unreadable -f file or a closed stdout)
+  2   bad command line
+  3   broker unreachable, or the connection was lost
+  4   connection refused by the broker (the CONNACK code is printed)
+  5   protocol error from the broker
+  27  -W timeout expired (as mosquitto_sub)";
+
+/// midge, the Midge command-line MQTT client.
+#[derive(Debug, Parser)]
+#[command(name = "midge", version, max_term_width = 100, after_long_help = EXIT_CODES)]
+pub(crate) struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// The subcommands; `bench`, `sn` and `gateway` will join them.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Publish a message (or one per stdin line) and wait for the broker to
+    /// acknowledge it.
+    #[command(disable_help_flag = true, after_long_help = EXIT_CODES)]
+    Pub(PubArgs),
+    /// Subscribe and print each message's payload on its own line.
+    #[command(disable_help_flag = true, after_long_help = EXIT_CODES)]
+    Sub(SubArgs),
+}
+
+/// Flags shared by `pub` and `sub`: where to connect and as whom.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct ConnArgs {
+    /// Print help (-h is the host, as in mosquitto).
+    #[arg(long, action = ArgAction::Help)]
+    help: Option<bool>,
+
+    /// Broker host name or IP address.
+    #[arg(
+        short = 'h',
+        long = "host",
+        value_name = "HOST",
+        default_value = "localhost"
+    )]
+    pub(crate) host: String,
+
+    /// Broker port.
+    #[arg(
+        short = 'p',
+        long = "port",
+        value_name = "PORT",
+        default_value_t = 1883
+    )]
+    pub(crate) port: u16,
+
+    /// Broker and topic as one URL: mqtt://host[:port]/topic. Replaces -h,
+    /// -p and -t.
+    #[arg(short = 'L', long = "url", value_name = "URL", conflicts_with_all = ["host", "port"])]
+    pub(crate) url: Option<String>,
+
+    /// Client id. Default: the --id-prefix (or "midge-pub-"/"midge-sub-")
+    /// followed by the process id.
+    #[arg(
+        short = 'i',
+        long = "id",
+        value_name = "ID",
+        conflicts_with = "id_prefix"
+    )]
+    pub(crate) id: Option<String>,
+
+    /// Prefix of the generated client id; the process id follows it.
+    #[arg(long = "id-prefix", value_name = "PREFIX")]
+    pub(crate) id_prefix: Option<String>,
+
+    /// User name.
+    #[arg(short = 'u', long = "username", value_name = "USER")]
+    pub(crate) username: Option<String>,
+
+    /// Password (needs -u).
+    #[arg(
+        short = 'P',
+        long = "pw",
+        value_name = "PASSWORD",
+        requires = "username"
+    )]
+    pub(crate) password: Option<String>,
+
+    /// Keep alive in seconds; 0 turns it off.
+    #[arg(
+        short = 'k',
+        long = "keepalive",
+        value_name = "SECS",
+        default_value_t = 60
+    )]
+    pub(crate) keep_alive: u16,
+
+    /// Keep the session when disconnected (CleanSession 0): a persistent
+    /// session. Needs -i.
+    #[arg(short = 'c', long = "disable-clean-session", requires = "id")]
+    pub(crate) persistent: bool,
+
+    /// Log the protocol exchange on stderr.
+    #[arg(short = 'd', long = "debug")]
+    pub(crate) debug: bool,
+
+    /// Quality of service: 0, 1 or 2.
+    #[arg(short = 'q', long = "qos", value_name = "QOS", default_value = "0", value_parser = parse_qos)]
+    pub(crate) qos: QoS,
+
+    /// Give up after this many seconds, exiting with code 27 (pub: the
+    /// whole exchange; sub: waiting for messages).
+    #[arg(short = 'W', long = "timeout", value_name = "SECS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) timeout: Option<u32>,
+
+    /// Topic the broker publishes the will message to if this client goes
+    /// away without disconnecting.
+    #[arg(long = "will-topic", value_name = "TOPIC", requires = "will_payload")]
+    pub(crate) will_topic: Option<String>,
+
+    /// The will message.
+    #[arg(long = "will-payload", value_name = "MESSAGE", requires = "will_topic")]
+    pub(crate) will_payload: Option<String>,
+
+    /// QoS of the will message.
+    #[arg(long = "will-qos", value_name = "QOS", default_value = "0", value_parser = parse_qos, requires = "will_topic")]
+    pub(crate) will_qos: QoS,
+
+    /// Retain the will message.
+    #[arg(long = "will-retain", requires = "will_topic")]
+    pub(crate) will_retain: bool,
+}
+
+/// `midge pub`.
+#[derive(Debug, Clone, Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["message", "file", "lines", "null", "stdin"])))]
+pub(crate) struct PubArgs {
+    /// Connection flags.
+    #[command(flatten)]
+    pub(crate) conn: ConnArgs,
+
+    /// Topic to publish to.
+    #[arg(
+        short = 't',
+        long = "topic",
+        value_name = "TOPIC",
+        required_unless_present = "url"
+    )]
+    pub(crate) topic: Option<String>,
+
+    /// The message.
+    #[arg(short = 'm', long = "message", value_name = "MESSAGE")]
+    pub(crate) message: Option<String>,
+
+    /// Send the contents of a file as the message.
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub(crate) file: Option<PathBuf>,
+
+    /// Send each line of stdin as a message (without its newline).
+    #[arg(short = 'l', long = "stdin-line")]
+    pub(crate) lines: bool,
+
+    /// Send all of stdin as one message.
+    #[arg(short = 's', long = "stdin-file")]
+    pub(crate) stdin: bool,
+
+    /// Send an empty message (with -r, clears the retained message).
+    #[arg(short = 'n', long = "null-message")]
+    pub(crate) null: bool,
+
+    /// Ask the broker to retain the message.
+    #[arg(short = 'r', long = "retain")]
+    pub(crate) retain: bool,
+}
+
+/// `midge sub`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct SubArgs {
+    /// Connection flags.
+    #[command(flatten)]
+    pub(crate) conn: ConnArgs,
+
+    /// Topic filter to subscribe to; repeat for several.
+    #[arg(short = 't', long = "topic", value_name = "FILTER", action = ArgAction::Append, required_unless_present = "url")]
+    pub(crate) topics: Vec<String>,
+
+    /// Print the topic before each payload: "topic payload".
+    #[arg(short = 'v', long = "verbose")]
+    pub(crate) verbose: bool,
+
+    /// Exit after this many messages.
+    #[arg(short = 'C', long = "count", value_name = "COUNT", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) count: Option<u64>,
+
+    /// Do not print retained messages sent because of the subscription
+    /// (stale values), only live ones.
+    #[arg(short = 'R', long = "no-retained")]
+    pub(crate) no_retained: bool,
+}
+
+/// Parses a QoS level: 0, 1 or 2.
+pub(crate) fn parse_qos(text: &str) -> Result<QoS, String> {
+    match text.trim() {
+        "0" => Ok(QoS::AtMostOnce),
+        "1" => Ok(QoS::AtLeastOnce),
+        "2" => Ok(QoS::ExactlyOnce),
+        other => Err(format!("{other:?} is not a QoS level (use 0, 1 or 2)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn pub_args(args: &[&str]) -> Result<PubArgs, clap::Error> {
+        let mut all = vec!["midge", "pub"];
+        all.extend_from_slice(args);
+        Cli::try_parse_from(all).map(|cli| match cli.command {
+            Command::Pub(p) => p,
+            Command::Sub(_) => unreachable!("parsed pub"),
+        })
+    }
+
+    fn sub_args(args: &[&str]) -> Result<SubArgs, clap::Error> {
+        let mut all = vec!["midge", "sub"];
+        all.extend_from_slice(args);
+        Cli::try_parse_from(all).map(|cli| match cli.command {
+            Command::Sub(s) => s,
+            Command::Pub(_) => unreachable!("parsed sub"),
+        })
+    }
+
+    #[test]
+    fn flags_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn pub_defaults() {
+        let p = pub_args(&["-t", "a/b", "-m", "hi"]).unwrap();
+        assert_eq!(p.conn.host, "localhost");
+        assert_eq!(p.conn.port, 1883);
+        assert_eq!(p.conn.qos, QoS::AtMostOnce);
+        assert_eq!(p.conn.keep_alive, 60);
+        assert!(!p.conn.persistent && !p.retain && !p.conn.debug);
+        assert_eq!(p.topic.as_deref(), Some("a/b"));
+        assert_eq!(p.message.as_deref(), Some("hi"));
+    }
+
+    #[test]
+    fn dash_h_is_the_host_and_help_is_long_only() {
+        let p = pub_args(&["-h", "broker.local", "-t", "x", "-n"]).unwrap();
+        assert_eq!(p.conn.host, "broker.local");
+        let err = pub_args(&["--help"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::DisplayHelp);
+        let help = err.to_string();
+        assert!(help.contains("Exit codes"), "{help}");
+        assert!(help.contains("27"), "{help}");
+    }
+
+    #[test]
+    fn every_pub_flag_parses() {
+        let p = pub_args(&[
+            "-h",
+            "::1",
+            "-p",
+            "1884",
+            "-t",
+            "t",
+            "-f",
+            "payload.bin",
+            "-q",
+            "2",
+            "-r",
+            "-i",
+            "me",
+            "-u",
+            "user",
+            "-P",
+            "pw",
+            "-k",
+            "5",
+            "-c",
+            "-d",
+            "--will-topic",
+            "w",
+            "--will-payload",
+            "gone",
+            "--will-qos",
+            "1",
+            "--will-retain",
+            "-W",
+            "3",
+        ])
+        .unwrap();
+        assert_eq!(p.conn.port, 1884);
+        assert_eq!(p.conn.qos, QoS::ExactlyOnce);
+        assert!(p.retain && p.conn.persistent && p.conn.debug && p.conn.will_retain);
+        assert_eq!(p.conn.id.as_deref(), Some("me"));
+        assert_eq!(p.conn.password.as_deref(), Some("pw"));
+        assert_eq!(p.conn.will_qos, QoS::AtLeastOnce);
+        assert_eq!(p.conn.timeout, Some(3));
+        assert_eq!(p.file, Some(PathBuf::from("payload.bin")));
+        assert!(pub_args(&["-t", "t", "-l"]).unwrap().lines);
+        assert!(pub_args(&["-t", "t", "-s"]).unwrap().stdin);
+        assert!(pub_args(&["-t", "t", "-n"]).unwrap().null);
+    }
+
+    #[test]
+    fn pub_needs_exactly_one_message_source() {
+        assert!(pub_args(&["-t", "t"]).is_err());
+        assert!(pub_args(&["-t", "t", "-m", "a", "-n"]).is_err());
+        assert!(pub_args(&["-t", "t", "-l", "-f", "x"]).is_err());
+    }
+
+    #[test]
+    fn pub_needs_a_topic_or_url() {
+        assert!(pub_args(&["-m", "a"]).is_err());
+        let p = pub_args(&["-L", "mqtt://h:1/a/b", "-m", "x"]).unwrap();
+        assert_eq!(p.conn.url.as_deref(), Some("mqtt://h:1/a/b"));
+        assert!(pub_args(&["-L", "mqtt://h:1/a", "-p", "2", "-m", "x"]).is_err());
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors() {
+        assert!(pub_args(&["-t", "t", "-m", "x", "-q", "3"]).is_err());
+        assert!(pub_args(&["-t", "t", "-m", "x", "-p", "65536"]).is_err());
+        assert!(pub_args(&["-t", "t", "-m", "x", "-W", "0"]).is_err());
+        // A persistent session needs a client id of its own.
+        assert!(pub_args(&["-t", "t", "-m", "x", "-c"]).is_err());
+        assert!(pub_args(&["-t", "t", "-m", "x", "-P", "pw"]).is_err());
+        assert!(pub_args(&["-t", "t", "-m", "x", "--will-topic", "w"]).is_err());
+        assert!(pub_args(&["-t", "t", "-m", "x", "-i", "a", "--id-prefix", "b"]).is_err());
+    }
+
+    #[test]
+    fn sub_topics_repeat_and_options_parse() {
+        let s = sub_args(&["-t", "a/#", "-t", "b/+", "-v", "-C", "3", "-W", "9", "-R"]).unwrap();
+        assert_eq!(s.topics, vec!["a/#", "b/+"]);
+        assert!(s.verbose && s.no_retained);
+        assert_eq!(s.count, Some(3));
+        assert_eq!(s.conn.timeout, Some(9));
+        assert!(sub_args(&[]).is_err());
+        assert!(sub_args(&["-t", "a", "-C", "0"]).is_err());
+        assert!(sub_args(&["-L", "mqtt://localhost/a/+"]).is_ok());
+    }
+
+    #[test]
+    fn qos_levels() {
+        assert_eq!(parse_qos("0"), Ok(QoS::AtMostOnce));
+        assert_eq!(parse_qos("1"), Ok(QoS::AtLeastOnce));
+        assert_eq!(parse_qos("2"), Ok(QoS::ExactlyOnce));
+        assert!(parse_qos("-1").is_err());
+        assert!(parse_qos("one").is_err());
+    }
+}

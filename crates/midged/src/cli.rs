@@ -1,0 +1,124 @@
+//! Command-line flags.
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Parser};
+
+use crate::config::{BindAddr, LogLevel};
+
+/// midged, the Midge MQTT 3.1.1 broker.
+///
+/// With no arguments it listens on 127.0.0.1:1883 with the defaults listed
+/// in docs/configuration.md. Flags override the configuration file.
+///
+/// Exit codes: 0 after a clean shutdown (SIGINT or SIGTERM); 1 when the
+/// broker cannot run (for example a port already in use); 2 for a bad
+/// command line or configuration file.
+#[derive(Debug, Parser)]
+#[command(name = "midged", version, max_term_width = 100)]
+pub(crate) struct Args {
+    /// Configuration file (TOML); see midge.example.toml for every key.
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+
+    /// Port to listen on: replaces the port of every listener from the
+    /// configuration file, and applies to each --bind address given without
+    /// one. 0 picks a free port (the chosen one is logged).
+    #[arg(short = 'p', long = "port", value_name = "PORT")]
+    pub(crate) port: Option<u16>,
+
+    /// Address to listen on, IPv4 or IPv6, with or without a port
+    /// (0.0.0.0, ::, 127.0.0.1:1884, [::1]:1884). Repeat for several
+    /// listeners; replaces the listeners of the configuration file.
+    #[arg(long = "bind", value_name = "ADDR", action = ArgAction::Append)]
+    pub(crate) bind: Vec<BindAddr>,
+
+    /// More log output: -v for debug, -vv for trace. Overrides RUST_LOG and
+    /// the file's log_level.
+    #[arg(short = 'v', long = "verbose", action = ArgAction::Count, conflicts_with = "quiet")]
+    pub(crate) verbose: u8,
+
+    /// Log errors only. Overrides RUST_LOG and the file's log_level.
+    #[arg(short = 'q', long = "quiet")]
+    pub(crate) quiet: bool,
+}
+
+impl Args {
+    /// The log level the flags ask for, if any.
+    pub(crate) fn log_level(&self) -> Option<LogLevel> {
+        if self.quiet {
+            return Some(LogLevel::Error);
+        }
+        match self.verbose {
+            0 => None,
+            1 => Some(LogLevel::Debug),
+            _ => Some(LogLevel::Trace),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn flags_are_consistent() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn no_arguments_is_valid() {
+        let args = Args::try_parse_from(["midged"]).unwrap();
+        assert!(args.config.is_none() && args.port.is_none() && args.bind.is_empty());
+        assert_eq!(args.log_level(), None);
+    }
+
+    #[test]
+    fn every_flag_parses() {
+        let args = Args::try_parse_from([
+            "midged",
+            "-c",
+            "m.toml",
+            "-p",
+            "0",
+            "--bind",
+            "::1",
+            "--bind",
+            "0.0.0.0:9",
+            "-vv",
+        ])
+        .unwrap();
+        assert_eq!(args.config, Some(PathBuf::from("m.toml")));
+        assert_eq!(args.port, Some(0));
+        assert_eq!(args.bind.len(), 2);
+        assert_eq!(args.log_level(), Some(LogLevel::Trace));
+        let args = Args::try_parse_from(["midged", "-q"]).unwrap();
+        assert_eq!(args.log_level(), Some(LogLevel::Error));
+        let args = Args::try_parse_from(["midged", "--verbose"]).unwrap();
+        assert_eq!(args.log_level(), Some(LogLevel::Debug));
+    }
+
+    #[test]
+    fn bad_flags_are_refused() {
+        assert!(Args::try_parse_from(["midged", "--bind", "nowhere"]).is_err());
+        assert!(Args::try_parse_from(["midged", "-p", "70000"]).is_err());
+        assert!(Args::try_parse_from(["midged", "-q", "-v"]).is_err());
+        assert!(Args::try_parse_from(["midged", "--persist"]).is_err());
+    }
+
+    #[test]
+    fn help_documents_every_flag() {
+        let help = Args::command().render_long_help().to_string();
+        for flag in [
+            "--config",
+            "--port",
+            "--bind",
+            "--verbose",
+            "--quiet",
+            "Exit codes",
+        ] {
+            assert!(help.contains(flag), "--help lacks {flag}");
+        }
+    }
+}
