@@ -18,6 +18,7 @@ mod cli;
 mod config;
 mod units;
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
@@ -85,6 +86,7 @@ fn init_logging(flag: Option<LogLevel>, file: LogLevel) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }
 
