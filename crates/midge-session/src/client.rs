@@ -131,6 +131,9 @@ pub struct Client {
     connection: u64,
     read_buf: BytesMut,
     outgoing: VecDeque<Outgoing>,
+    /// How many entries of `outgoing` are QoS 0 publishes: with `queue`,
+    /// held to `max_queued`.
+    outgoing_qos0: usize,
     events: VecDeque<Event>,
 
     flights: BTreeMap<PacketId, Flight>,
@@ -198,6 +201,7 @@ impl Client {
             connection: 0,
             read_buf: BytesMut::new(),
             outgoing: VecDeque::new(),
+            outgoing_qos0: 0,
             events: VecDeque::new(),
             flights: BTreeMap::new(),
             queue: VecDeque::new(),
@@ -237,6 +241,13 @@ impl Client {
         self.queue.len()
     }
 
+    /// QoS 0 publishes accepted but not yet written by
+    /// [`Client::poll_transmit`]. With [`Client::queued_len`] they are held
+    /// to [`ClientConfig::max_queued`].
+    pub fn queued_qos0_len(&self) -> usize {
+        self.outgoing_qos0
+    }
+
     /// Subscribe/unsubscribe requests awaiting their answer.
     pub fn pending_requests(&self) -> usize {
         self.requests.len()
@@ -267,7 +278,10 @@ impl Client {
         }
         self.connection = self.connection.wrapping_add(1);
         self.read_buf.clear();
+        // Empty already: the connection that ended took every QoS 0 publish
+        // with it (reported dropped).
         self.outgoing.clear();
+        self.outgoing_qos0 = 0;
         self.pending_acks.clear();
         if self.config.clean_session {
             self.inbound_qos2.clear();
@@ -365,6 +379,14 @@ impl Client {
     /// connection is up; otherwise they wait in the queue, also across
     /// reconnects.
     ///
+    /// Memory is bounded: QoS 0 publishes not yet written and QoS 1/2
+    /// publishes waiting behind the window count together against
+    /// [`ClientConfig::max_queued`]; at the limit `publish` refuses with
+    /// [`UsageError::QueueFull`] (except a QoS 1/2 publish that goes
+    /// straight into a window with room). The caller applies back-pressure
+    /// by writing what [`Client::poll_transmit`] gives it, or by waiting
+    /// for [`Event::Delivered`], before publishing again.
+    ///
     /// # Errors
     /// [`UsageError::InvalidTopicName`], [`UsageError::PacketTooLarge`],
     /// [`UsageError::NotConnected`] (QoS 0 only), [`UsageError::QueueFull`].
@@ -387,18 +409,26 @@ impl Client {
             return Err(UsageError::PacketTooLarge { size });
         }
         let _ = now;
+        let queue_full =
+            self.queue.len().saturating_add(self.outgoing_qos0) >= self.config.max_queued;
         if qos == QoS::AtMostOnce {
             if self.state != ConnectionState::Connected {
                 return Err(UsageError::NotConnected);
             }
+            if queue_full {
+                return Err(UsageError::QueueFull {
+                    max: self.config.max_queued,
+                });
+            }
             let id = self.new_delivery_id();
             self.outgoing.push_back(Outgoing::Qos0(publish, id));
+            self.outgoing_qos0 += 1;
             return Ok(id);
         }
         let window_has_room = self.state == ConnectionState::Connected
             && self.queue.is_empty()
             && self.flights.len() < usize::from(self.config.inflight_window);
-        if !window_has_room && self.queue.len() >= self.config.max_queued {
+        if !window_has_room && queue_full {
             return Err(UsageError::QueueFull {
                 max: self.config.max_queued,
             });
@@ -537,6 +567,7 @@ impl Client {
                     _ => false,
                 },
                 Outgoing::Qos0(publish, id) => {
+                    self.outgoing_qos0 = self.outgoing_qos0.saturating_sub(1);
                     let ok = publish.encode(buf).is_ok();
                     self.events.push_back(Event::Delivered { id });
                     ok
@@ -716,6 +747,7 @@ impl Client {
         self.state = ConnectionState::Disconnected;
         self.events.push_back(Event::Disconnected { reason });
         // QoS 0 publishes not written yet never will be: say so.
+        self.outgoing_qos0 = 0;
         for out in core::mem::take(&mut self.outgoing) {
             if let Outgoing::Qos0(_, id) = out {
                 self.events.push_back(Event::Dropped { id });

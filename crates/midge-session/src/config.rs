@@ -31,8 +31,12 @@ pub struct ClientConfig {
     /// Most outbound QoS 1/2 PUBLISHes awaiting their final acknowledgement at
     /// once (1..=65535). Default 32.
     pub inflight_window: u16,
-    /// Most QoS 1/2 publishes waiting behind a full window (or for a
-    /// connection). `publish` fails with `QueueFull` beyond. Default 1000.
+    /// Most publishes the machine holds before they go out: QoS 1/2 ones
+    /// waiting behind a full window (or for a connection) and QoS 0 ones not
+    /// yet written by `poll_transmit`, counted together. At the limit
+    /// `publish` fails with `QueueFull` (a QoS 1/2 publish that fits in the
+    /// window at once is still taken). 0 refuses every QoS 0 publish.
+    /// Default 1000.
     pub max_queued: usize,
     /// Most subscribe/unsubscribe requests awaiting their answer. Default 64.
     pub max_pending_requests: usize,

@@ -43,7 +43,9 @@ pub enum UsageError {
         /// Size the packet would have.
         size: usize,
     },
-    /// The inflight window is full and so is the queue behind it.
+    /// `max_queued` publishes already wait to go out (QoS 1/2 behind a full
+    /// inflight window, QoS 0 not yet written). Write what `poll_transmit`
+    /// gives, or wait for a `Delivered` event, then publish again.
     #[error("publish queue full ({max} waiting)")]
     QueueFull {
         /// The configured `max_queued`.

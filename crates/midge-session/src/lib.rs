@@ -55,6 +55,11 @@
 //!   reusing such an id must not be mistaken for a duplicate.
 //! - A QoS 0 publish still unwritten when a connection ends is reported
 //!   [`Event::Dropped`].
+//! - Publishes held before they go out are bounded: QoS 0 ones not yet
+//!   written and QoS 1/2 ones behind the window count together against
+//!   [`ClientConfig::max_queued`], and `publish` answers
+//!   [`UsageError::QueueFull`] at the limit, so a caller that publishes
+//!   faster than its transport writes cannot grow memory without bound.
 //! - With `clean_session = true` the session ends with the connection:
 //!   publishes never written go back to the queue for the next connection,
 //!   written ones end in [`Event::Dropped`] (or `Delivered` if PUBREC came).

@@ -379,6 +379,112 @@ fn qos0_while_not_connected_is_refused() {
     );
 }
 
+/// Publishes `n` QoS 0 messages and returns their ids.
+fn publish_qos0(h: &mut Harness, n: usize) -> Vec<midge_session::DeliveryId> {
+    (0..n)
+        .map(|_| {
+            h.client
+                .publish(h.now, "t", &b"x"[..], QoS::AtMostOnce, false)
+                .unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn qos0_publishes_not_yet_written_are_held_to_max_queued() {
+    let mut h = Harness::connect(ClientConfig::new("a").with_max_queued(3));
+    let ids = publish_qos0(&mut h, 3);
+    assert_eq!(h.client.queued_qos0_len(), 3);
+    assert_eq!(
+        h.client
+            .publish(h.now, "t", &b"x"[..], QoS::AtMostOnce, false),
+        Err(UsageError::QueueFull { max: 3 })
+    );
+    // The refused publish changed nothing: three go out, three delivered.
+    assert_eq!(publishes(&h.transmit()), vec![(None, false); 3]);
+    let delivered: Vec<Event> = ids.into_iter().map(|id| Event::Delivered { id }).collect();
+    assert_eq!(h.events(), delivered);
+    assert_eq!(h.client.queued_qos0_len(), 0);
+    // Written: room again.
+    publish_qos0(&mut h, 3);
+    assert_eq!(h.client.queued_qos0_len(), 3);
+}
+
+#[test]
+fn qos0_and_queued_qos1_share_the_max_queued_limit() {
+    let mut h = Harness::connect(
+        ClientConfig::new("a")
+            .with_inflight_window(1)
+            .with_max_queued(2),
+    );
+    let publish = |h: &mut Harness, qos| h.client.publish(h.now, "t", &b"x"[..], qos, false);
+    // Into the window: not counted.
+    publish(&mut h, QoS::AtLeastOnce).unwrap();
+    // Behind the full window: one waiting.
+    publish(&mut h, QoS::AtLeastOnce).unwrap();
+    // QoS 0 not yet written: two waiting.
+    publish(&mut h, QoS::AtMostOnce).unwrap();
+    assert_eq!((h.client.queued_len(), h.client.queued_qos0_len()), (1, 1));
+    let full = Err(UsageError::QueueFull { max: 2 });
+    assert_eq!(publish(&mut h, QoS::AtMostOnce), full);
+    assert_eq!(publish(&mut h, QoS::ExactlyOnce), full);
+    // Writing the QoS 0 message frees its place, for either kind.
+    assert_eq!(
+        publishes(&h.transmit()),
+        vec![(Some(1), false), (None, false)]
+    );
+    publish(&mut h, QoS::AtMostOnce).unwrap();
+    assert_eq!(publish(&mut h, QoS::AtLeastOnce), full);
+    h.transmit();
+    publish(&mut h, QoS::AtLeastOnce).unwrap();
+    assert_eq!((h.client.queued_len(), h.client.queued_qos0_len()), (2, 0));
+}
+
+#[test]
+fn unwritten_qos0_dropped_with_the_connection_frees_the_limit() {
+    let mut h = Harness::connect(ClientConfig::new("a").with_max_queued(1));
+    let [id] = publish_qos0(&mut h, 1)[..] else {
+        panic!("one id")
+    };
+    assert_eq!(
+        h.client
+            .publish(h.now, "t", &b"x"[..], QoS::AtMostOnce, false),
+        Err(UsageError::QueueFull { max: 1 })
+    );
+    h.client.handle_transport_closed(h.now);
+    assert!(h.events().contains(&Event::Dropped { id }));
+    assert_eq!(h.client.queued_qos0_len(), 0);
+    h.reconnect(false);
+    h.events();
+    publish_qos0(&mut h, 1);
+    assert_eq!(publishes(&h.transmit()), vec![(None, false)]);
+}
+
+#[test]
+fn qos0_written_before_disconnect_counts_no_more() {
+    let mut h = Harness::connect(ClientConfig::new("a").with_max_queued(2));
+    publish_qos0(&mut h, 2);
+    h.client.disconnect(h.now);
+    let sent = h.transmit();
+    assert_eq!(sent.len(), 3, "{sent:?}");
+    assert_eq!(sent.last(), Some(&Packet::Disconnect));
+    assert_eq!(h.client.queued_qos0_len(), 0);
+}
+
+#[test]
+fn max_queued_zero_refuses_qos0_but_the_window_still_takes_qos1() {
+    let mut h = Harness::connect(ClientConfig::new("a").with_max_queued(0));
+    assert_eq!(
+        h.client
+            .publish(h.now, "t", &b"x"[..], QoS::AtMostOnce, false),
+        Err(UsageError::QueueFull { max: 0 })
+    );
+    h.client
+        .publish(h.now, "t", &b"x"[..], QoS::AtLeastOnce, false)
+        .unwrap();
+    assert_eq!(publishes(&h.transmit()), vec![(Some(1), false)]);
+}
+
 #[test]
 fn bad_topics_and_filters_are_usage_errors() {
     let mut h = Harness::connect(ClientConfig::new("a"));
