@@ -1,7 +1,12 @@
 //! The real `midge` binary against an in-process broker (and two fake ones):
 //! publish and subscribe, retained messages, stdin lines, and every exit
 //! code scripts rely on.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener};

@@ -1,6 +1,11 @@
 //! The real `midged` binary: start-up, a raw MQTT exchange, signals, and
 //! the refusals (bad configuration, port in use) with their exit codes.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
