@@ -109,7 +109,8 @@ pub(crate) struct ConnArgs {
     #[arg(short = 'c', long = "disable-clean-session", requires = "id")]
     pub(crate) persistent: bool,
 
-    /// Log the protocol exchange on stderr.
+    /// Log each step (connect, subscribe, publish) on stderr, with the
+    /// client's own debug output.
     #[arg(short = 'd', long = "debug")]
     pub(crate) debug: bool,
 
@@ -117,8 +118,9 @@ pub(crate) struct ConnArgs {
     #[arg(short = 'q', long = "qos", value_name = "QOS", default_value = "0", value_parser = parse_qos)]
     pub(crate) qos: QoS,
 
-    /// Give up after this many seconds, exiting with code 27 (pub: the
-    /// whole exchange; sub: waiting for messages).
+    /// Stop this many seconds after start, disconnect and exit with code
+    /// 27, unless done before (pub: every message acknowledged; sub: -C
+    /// messages received).
     #[arg(short = 'W', long = "timeout", value_name = "SECS", value_parser = clap::value_parser!(u32).range(1..))]
     pub(crate) timeout: Option<u32>,
 
@@ -144,16 +146,13 @@ pub(crate) struct ConnArgs {
 #[derive(Debug, Clone, Args)]
 #[command(group(clap::ArgGroup::new("source").required(true).args(["message", "file", "lines", "null", "stdin"])))]
 pub(crate) struct PubArgs {
-    /// Connection flags.
-    #[command(flatten)]
-    pub(crate) conn: ConnArgs,
-
     /// Topic to publish to.
     #[arg(
         short = 't',
         long = "topic",
         value_name = "TOPIC",
-        required_unless_present = "url"
+        required_unless_present = "url",
+        conflicts_with = "url"
     )]
     pub(crate) topic: Option<String>,
 
@@ -180,15 +179,15 @@ pub(crate) struct PubArgs {
     /// Ask the broker to retain the message.
     #[arg(short = 'r', long = "retain")]
     pub(crate) retain: bool,
+
+    /// Connection flags.
+    #[command(flatten)]
+    pub(crate) conn: ConnArgs,
 }
 
 /// `midge sub`.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct SubArgs {
-    /// Connection flags.
-    #[command(flatten)]
-    pub(crate) conn: ConnArgs,
-
     /// Topic filter to subscribe to; repeat for several.
     #[arg(short = 't', long = "topic", value_name = "FILTER", action = ArgAction::Append, required_unless_present = "url")]
     pub(crate) topics: Vec<String>,
@@ -205,6 +204,10 @@ pub(crate) struct SubArgs {
     /// (stale values), only live ones.
     #[arg(short = 'R', long = "no-retained")]
     pub(crate) no_retained: bool,
+
+    /// Connection flags.
+    #[command(flatten)]
+    pub(crate) conn: ConnArgs,
 }
 
 /// Parses a QoS level: 0, 1 or 2.
@@ -329,6 +332,7 @@ mod tests {
         let p = pub_args(&["-L", "mqtt://h:1/a/b", "-m", "x"]).unwrap();
         assert_eq!(p.conn.url.as_deref(), Some("mqtt://h:1/a/b"));
         assert!(pub_args(&["-L", "mqtt://h:1/a", "-p", "2", "-m", "x"]).is_err());
+        assert!(pub_args(&["-L", "mqtt://h:1/a", "-t", "b", "-m", "x"]).is_err());
     }
 
     #[test]
