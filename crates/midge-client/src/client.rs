@@ -51,6 +51,10 @@ pub struct ClientStats {
     pub inflight: usize,
     /// Outbound QoS 1/2 messages waiting behind the inflight window now.
     pub queued: usize,
+    /// Outbound QoS 0 messages accepted but not yet written now. With
+    /// `queued` they are held to
+    /// [`ConnectOptions::with_max_queued`](crate::ConnectOptions::with_max_queued).
+    pub queued_qos0: usize,
     /// The session machine's counters.
     pub session: midge_session::Stats,
 }
@@ -226,6 +230,19 @@ impl<R: Runtime> Client<R> {
     /// inflight window is full) wait in the session's queue and go out on
     /// the next connection. QoS 0 needs a live connection.
     ///
+    /// # Back-pressure
+    ///
+    /// What waits in the client is bounded: QoS 0 messages not yet written
+    /// to the connection and QoS 1/2 messages behind the inflight window
+    /// count together against
+    /// [`ConnectOptions::with_max_queued`](crate::ConnectOptions::with_max_queued)
+    /// (default 1000). At the limit `publish` fails at once with
+    /// [`UsageError::QueueFull`](midge_session::UsageError::QueueFull) and
+    /// nothing is kept. An application that may publish faster than the
+    /// network takes it either awaits each [`Delivery`] (or every n-th, to
+    /// keep up to n in the air), or, on `QueueFull`, awaits an earlier
+    /// `Delivery` and publishes again.
+    ///
     /// # Errors
     /// At once, with nothing sent: [`ClientError::Usage`] for a bad topic,
     /// an oversized payload, a full queue
@@ -400,6 +417,7 @@ impl<R: Runtime> Client<R> {
         ClientStats {
             inflight: inner.machine.inflight_len(),
             queued: inner.machine.queued_len(),
+            queued_qos0: inner.machine.queued_qos0_len(),
             session: inner.machine.stats(),
             ..inner.stats
         }

@@ -48,6 +48,14 @@
 //!   [`ClientStats::read_pauses`]). Keep alive may then time out, which
 //!   ends that connection.
 //!
+//! Outbound, the session holds at most
+//! [`ConnectOptions::with_max_queued`] messages that have not gone out yet
+//! (QoS 0 not yet written, QoS 1/2 behind the inflight window); beyond it
+//! [`Client::publish`] fails at once with [`UsageError::QueueFull`]. To
+//! publish faster than the network allows without losing messages, await
+//! the [`Delivery`] of earlier publishes (all, or every n-th) and retry
+//! after one resolves.
+//!
 //! # Reconnection
 //!
 //! After a lost connection the driver waits a jittered, exponentially

@@ -164,8 +164,11 @@ impl ConnectOptions {
         self
     }
 
-    /// Sets how many QoS 1/2 publishes may wait behind a full window or for
-    /// a connection before `publish` fails (default 1000).
+    /// Sets how many publishes may wait to go out before `publish` fails
+    /// with `QueueFull`: QoS 1/2 ones behind a full window or for a
+    /// connection and QoS 0 ones not yet written, counted together
+    /// (default 1000). See [`Client::publish`](crate::Client::publish) on
+    /// back-pressure.
     #[must_use]
     pub fn with_max_queued(mut self, max: usize) -> Self {
         self.config.max_queued = max;

@@ -38,6 +38,7 @@ on_smol!(
     qos0_over_the_buffer_limit_is_dropped_and_counted,
     flooding_broker_pauses_reading_until_the_app_catches_up,
     large_qos0_burst_is_written_in_full,
+    qos0_backlog_is_bounded_by_max_queued,
     dropped_messages_stream_still_acknowledges,
     mqtt_4_3_2_2_taken_message_is_acked_before_disconnect,
     mqtt_4_3_2_2_taken_message_is_acked_before_a_later_publish,

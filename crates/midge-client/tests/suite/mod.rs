@@ -660,6 +660,69 @@ pub(crate) async fn large_qos0_burst_is_written_in_full<R: Runtime>(rt: R) {
     }
 }
 
+/// QoS 0 publishes to a broker that stops reading pile up only to
+/// `max_queued`: then `publish` fails at once with `QueueFull` instead of
+/// growing memory. Once the broker reads again every accepted message
+/// arrives in order, their deliveries resolve, and publishing works again.
+pub(crate) async fn qos0_backlog_is_bounded_by_max_queued<R: Runtime>(rt: R) {
+    const MAX: usize = 4;
+    // Far more than loopback socket buffers hold at 16 KiB a message.
+    const BOUND: usize = 5000;
+    let broker = FakeBroker::bind(rt.clone()).await;
+    let options = broker.options("c").with_max_queued(MAX);
+    let (client, _messages, mut conn) = broker.connect(options, false).await;
+    let payload = bytes::Bytes::from(vec![0x33; 16 * 1024]);
+    let mut deliveries = Vec::new();
+    let mut refused = Vec::new();
+    // Publish until the client has refused 20 times in a row with time in
+    // between for its driver to make room: the socket is full by then.
+    for _ in 0..BOUND {
+        let topic = format!("fill/{}", deliveries.len());
+        match client.publish(&topic, payload.clone(), QoS::AtMostOnce, false) {
+            Ok(delivery) => {
+                deliveries.push(delivery);
+                refused.clear();
+                future::yield_now().await;
+            }
+            Err(e) => {
+                refused.push(e);
+                if refused.len() == 20 {
+                    break;
+                }
+                rt.sleep(Duration::from_millis(1)).await;
+            }
+        }
+    }
+    assert_eq!(
+        refused.len(),
+        20,
+        "publish never refused: the QoS 0 backlog is unbounded"
+    );
+    for err in refused {
+        assert_eq!(err, ClientError::Usage(UsageError::QueueFull { max: MAX }));
+    }
+    assert!(client.stats().queued_qos0 <= MAX);
+    let accepted = deliveries.len();
+    zip(
+        async {
+            for n in 0..accepted {
+                let publish = conn.expect_publish().await;
+                assert_eq!(publish.topic, format!("fill/{n}").as_str());
+            }
+        },
+        async {
+            for delivery in deliveries {
+                delivery.await.unwrap();
+            }
+        },
+    )
+    .await;
+    let again = client.publish("after", "", QoS::AtMostOnce, false).unwrap();
+    assert_eq!(conn.expect_publish().await.topic, "after");
+    again.await.unwrap();
+    assert_eq!(client.stats().queued_qos0, 0);
+}
+
 /// Once the application has dropped `Messages`, QoS 1 messages are
 /// acknowledged (those buffered at once, later ones as they arrive), so the
 /// broker's window never jams.
