@@ -114,6 +114,19 @@ async fn connect(options: ConnectOptions) -> Result<(Client, Messages), Failure>
     Ok((client, messages))
 }
 
+/// How long a DISCONNECT may take to leave before the process exits anyway.
+const DISCONNECT_WAIT: Duration = Duration::from_secs(5);
+
+/// Sends DISCONNECT and waits (boundedly) for the connection to close.
+async fn disconnect(client: &Client) {
+    if tokio::time::timeout(DISCONNECT_WAIT, client.disconnect())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the connection did not close in time");
+    }
+}
+
 /// `midge pub`.
 pub(crate) async fn publish(args: PubArgs) -> Result<(), Failure> {
     let deadline = deadline(&args.conn);
@@ -164,7 +177,7 @@ pub(crate) async fn publish(args: PubArgs) -> Result<(), Failure> {
     if let Some(client) = slot {
         // Every message is acknowledged (or the result says otherwise), so
         // nothing is lost by closing now.
-        let _ = client.disconnect().await;
+        disconnect(&client).await;
     }
     result
 }
@@ -289,7 +302,7 @@ pub(crate) async fn subscribe(args: SubArgs) -> Result<(), Failure> {
     })
     .await;
     if let Some(client) = slot {
-        let _ = client.disconnect().await;
+        disconnect(&client).await;
     }
     result
 }

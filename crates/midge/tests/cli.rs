@@ -316,9 +316,22 @@ fn sub_timeout_exits_27() {
 
 #[cfg(unix)]
 #[test]
-fn sub_exits_zero_on_sigint() {
+fn sub_disconnects_cleanly_on_sigint() {
     let broker = Broker::start();
-    let sub = subscriber(&["-t", "forever", "-p", &broker.port()]);
+    let port = broker.port();
+    // A will is published only when a client goes without DISCONNECT: a
+    // watcher of the will topic must see nothing.
+    let watcher = subscriber(&["-t", "wills/#", "-W", "3", "-p", &port]);
+    let sub = subscriber(&[
+        "-t",
+        "forever",
+        "-p",
+        &port,
+        "--will-topic",
+        "wills/sub",
+        "--will-payload",
+        "vanished",
+    ]);
     let status = Command::new("kill")
         .arg("-INT")
         .arg(sub.child.id().to_string())
@@ -327,6 +340,40 @@ fn sub_exits_zero_on_sigint() {
     assert!(status.success());
     let (code, _, stderr) = sub.finish();
     assert_eq!(code, Some(0), "{stderr}");
+    let (code, stdout, _) = watcher.finish();
+    assert_eq!((code, stdout.as_str()), (Some(27), ""));
+    assert_eq!(broker.handle.stats().wills_published, 0);
+}
+
+#[test]
+fn killed_client_will_is_published() {
+    // The counterpart of the test above, so it can tell the difference.
+    let broker = Broker::start();
+    let port = broker.port();
+    let watcher = subscriber(&["-t", "wills/#", "-C", "1", "-v", "-p", &port]);
+    let mut sub = subscriber(&[
+        "-t",
+        "forever",
+        "-p",
+        &port,
+        "--will-topic",
+        "wills/sub",
+        "--will-payload",
+        "vanished",
+    ]);
+    sub.child.kill().unwrap();
+    let (code, stdout, stderr) = watcher.finish();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stdout, "wills/sub vanished\n");
+}
+
+#[test]
+fn lost_connection_exits_3() {
+    let broker = Broker::start();
+    let sub = subscriber(&["-t", "t", "-p", &broker.port()]);
+    drop(broker);
+    let (code, _, stderr) = sub.finish();
+    assert_eq!(code, Some(3), "{stderr}");
 }
 
 /// A fake broker that answers the first CONNECT with `reply` and then
@@ -481,4 +528,30 @@ fn broker_can_be_named_by_ipv6_address() {
     handle.shutdown();
     thread.join().unwrap();
     assert_eq!(code, Some(0), "{stderr}");
+}
+
+#[test]
+fn pub_waits_for_the_acknowledgement_until_timeout_27() {
+    // Accepts the connection but never acknowledges the PUBLISH.
+    let (addr, fake) = fake_broker(&[0x20, 0x02, 0x00, 0x00]);
+    let (code, _, stderr) = run(
+        &[
+            "pub",
+            "-t",
+            "t",
+            "-m",
+            "x",
+            "-q",
+            "1",
+            "-W",
+            "1",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &addr.port().to_string(),
+        ],
+        None,
+    );
+    assert_eq!(code, Some(27), "{stderr}");
+    fake.join().unwrap();
 }
