@@ -83,21 +83,27 @@ pub(crate) fn connect_options(
 
 /// Runs `work` until it ends or the `-W` deadline passes (exit code 27).
 async fn within<T>(
-    deadline: Option<Instant>,
+    (deadline, secs): (Option<Instant>, Option<u32>),
     work: impl std::future::Future<Output = Result<T, Failure>>,
 ) -> Result<T, Failure> {
     match deadline {
         None => work.await,
         Some(at) => match tokio::time::timeout_at(at, work).await {
             Ok(result) => result,
-            Err(_) => Err(Failure::new(Exit::Timeout, "timed out (-W)")),
+            Err(_) => Err(Failure::new(
+                Exit::Timeout,
+                format!("timed out after {} s (-W)", secs.unwrap_or_default()),
+            )),
         },
     }
 }
 
-fn deadline(conn: &ConnArgs) -> Option<Instant> {
-    conn.timeout
-        .map(|secs| Instant::now() + Duration::from_secs(u64::from(secs)))
+/// The `-W` deadline, and its seconds for messages.
+fn deadline(conn: &ConnArgs) -> (Option<Instant>, Option<u32>) {
+    let at = conn
+        .timeout
+        .map(|secs| Instant::now() + Duration::from_secs(u64::from(secs)));
+    (at, conn.timeout)
 }
 
 /// Connects, logging the outcome.
@@ -273,7 +279,7 @@ pub(crate) async fn subscribe(args: SubArgs) -> Result<(), Failure> {
         let client = slot.insert(client);
         for filter in &filters {
             let granted = client.subscribe(filter, args.conn.qos).await?;
-            tracing::debug!("subscribed to {filter}, granted {granted:?}");
+            tracing::debug!("subscribed to {filter}, granted QoS {}", granted as u8);
         }
         let mut received: u64 = 0;
         let stop = interrupted();
