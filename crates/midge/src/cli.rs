@@ -63,9 +63,15 @@ pub(crate) struct ConnArgs {
     )]
     pub(crate) port: u16,
 
-    /// Broker and topic as one URL: mqtt://host[:port]/topic. Replaces -h,
-    /// -p and -t.
-    #[arg(short = 'L', long = "url", value_name = "URL", conflicts_with_all = ["host", "port"])]
+    /// Broker and topic as one URL: `mqtt://host[:port]/topic`. Replaces
+    /// -h, -p and (pub) -t.
+    #[arg(
+        short = 'L',
+        long = "url",
+        value_name = "URL",
+        conflicts_with_all = ["host", "port"],
+        help = "Broker and topic as one URL: mqtt://host[:port]/topic. Replaces -h, -p and (pub) -t"
+    )]
     pub(crate) url: Option<String>,
 
     /// Client id. Default: the --id-prefix (or "midge-pub-"/"midge-sub-")

@@ -28,9 +28,16 @@ pub(crate) struct Args {
     pub(crate) port: Option<u16>,
 
     /// Address to listen on, IPv4 or IPv6, with or without a port
-    /// (0.0.0.0, ::, 127.0.0.1:1884, [::1]:1884). Repeat for several
-    /// listeners; replaces the listeners of the configuration file.
-    #[arg(long = "bind", value_name = "ADDR", action = ArgAction::Append)]
+    /// (`0.0.0.0`, `::`, `127.0.0.1:1884`, `[::1]:1884`). Repeat for
+    /// several listeners; replaces the listeners of the configuration file.
+    #[arg(
+        long = "bind",
+        value_name = "ADDR",
+        action = ArgAction::Append,
+        help = "Address to listen on, IPv4 or IPv6, with or without a port \
+                (0.0.0.0, ::, 127.0.0.1:1884, [::1]:1884). Repeat for several \
+                listeners; replaces the listeners of the configuration file"
+    )]
     pub(crate) bind: Vec<BindAddr>,
 
     /// More log output: -v for debug, -vv for trace. Overrides RUST_LOG and
