@@ -555,3 +555,25 @@ fn pub_waits_for_the_acknowledgement_until_timeout_27() {
     assert_eq!(code, Some(27), "{stderr}");
     fake.join().unwrap();
 }
+
+#[test]
+fn persistent_session_keeps_messages_while_away() {
+    let broker = Broker::start();
+    let port = broker.port();
+    let persistent = ["-c", "-i", "keeper", "-q", "1", "-t", "p/1", "-p", &port];
+    // Subscribe, then leave (cleanly) when -W expires.
+    let mut first = vec!["sub", "-W", "1"];
+    first.extend_from_slice(&persistent);
+    let (code, _, stderr) = run(&first, None);
+    assert_eq!(code, Some(27), "{stderr}");
+    let (code, _, stderr) = run(
+        &["pub", "-t", "p/1", "-m", "queued", "-q", "1", "-p", &port],
+        None,
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let mut again = vec!["sub", "-C", "1", "-W", "10"];
+    again.extend_from_slice(&persistent);
+    let (code, stdout, stderr) = run(&again, None);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stdout, "queued\n");
+}
