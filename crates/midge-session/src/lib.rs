@@ -22,6 +22,14 @@
 //! split by blame: [`UsageError`] (the caller) and [`ProtocolError`] (the
 //! server).
 //!
+//! # MQTT-SN
+//!
+//! The [`sn`] module holds the MQTT-SN 1.2 machines, built on
+//! `midge-sn-codec` with the same sans-IO shape (datagrams in with their
+//! sender, addressed datagrams out): [`sn::client::SnClient`], the client
+//! (gateway discovery, will prompts, topic registration, QoS −1 to 2,
+//! sleeping, retransmission and gateway switch, congestion back-off).
+//!
 //! # Methods
 //!
 //! - getters: [`Client::state`], [`Client::inflight_len`], [`Client::stats`], …
@@ -112,6 +120,7 @@ mod client;
 mod config;
 mod error;
 mod event;
+pub mod sn;
 
 pub use client::{Client, ConnectionState, Stats};
 pub use config::ClientConfig;
