@@ -181,28 +181,68 @@ struct OutPublish {
 /// A command waiting for its turn.
 #[derive(Debug, Clone)]
 enum Op {
-    Register { req: RequestId, name: String },
+    Register {
+        req: RequestId,
+        name: String,
+    },
     Publish(OutPublish),
     /// A QoS 2 publish whose PUBREC came: only PUBREL remains.
     Release(OutPublish, u16),
-    Subscribe { req: RequestId, topic: SnTopic, qos: QoS },
-    Unsubscribe { req: RequestId, topic: SnTopic },
-    WillTopic { req: RequestId, will: Option<WillTopicData> },
-    WillMsg { req: RequestId, msg: Bytes },
-    Sleep { duration: u16 },
+    Subscribe {
+        req: RequestId,
+        topic: SnTopic,
+        qos: QoS,
+    },
+    Unsubscribe {
+        req: RequestId,
+        topic: SnTopic,
+    },
+    WillTopic {
+        req: RequestId,
+        will: Option<WillTopicData>,
+    },
+    WillMsg {
+        req: RequestId,
+        msg: Bytes,
+    },
+    Sleep {
+        duration: u16,
+    },
     Disconnect,
 }
 
 /// What the request in flight is, and what its answer completes.
 #[derive(Debug, Clone)]
 enum Pending {
-    Register { req: Option<RequestId>, name: String, publish: Option<OutPublish> },
-    Publish { publish: OutPublish, released: bool },
-    Subscribe { req: RequestId, topic: SnTopic, qos: QoS },
-    Unsubscribe { req: RequestId, topic: SnTopic },
-    WillTopic { req: RequestId, will: Option<WillTopicData> },
-    WillMsg { req: RequestId, msg: Bytes },
-    Sleep { duration: u16 },
+    Register {
+        req: Option<RequestId>,
+        name: String,
+        publish: Option<OutPublish>,
+    },
+    Publish {
+        publish: OutPublish,
+        released: bool,
+    },
+    Subscribe {
+        req: RequestId,
+        topic: SnTopic,
+        qos: QoS,
+    },
+    Unsubscribe {
+        req: RequestId,
+        topic: SnTopic,
+    },
+    WillTopic {
+        req: RequestId,
+        will: Option<WillTopicData>,
+    },
+    WillMsg {
+        req: RequestId,
+        msg: Bytes,
+    },
+    Sleep {
+        duration: u16,
+    },
     Disconnect,
 }
 
@@ -1182,7 +1222,10 @@ impl<A: Clone + Eq + Debug> SnClient<A> {
     /// The wire topic for an outbound publish, if it can be sent now.
     fn resolve(&self, topic: &SnTopic) -> Option<Topic> {
         match topic {
-            SnTopic::Name(name) => self.registry.id_of(name).map(|id| Topic::TopicId(TopicId(id))),
+            SnTopic::Name(name) => self
+                .registry
+                .id_of(name)
+                .map(|id| Topic::TopicId(TopicId(id))),
             SnTopic::Predefined(id) => Some(Topic::Predefined(TopicId(*id))),
             SnTopic::Short(short) => Some(Topic::Short(*short)),
         }
@@ -1410,7 +1453,9 @@ impl<A: Clone + Eq + Debug> SnClient<A> {
                 Ok(())
             }
             Message::UnsubAck(ack) => {
-                if self.answers(Some(ack.msg_id), |p| matches!(p, Pending::Unsubscribe { .. })) {
+                if self.answers(Some(ack.msg_id), |p| {
+                    matches!(p, Pending::Unsubscribe { .. })
+                }) {
                     if let Some(Exchange {
                         pending: Pending::Unsubscribe { req, .. },
                         ..
@@ -1548,7 +1593,13 @@ impl<A: Clone + Eq + Debug> SnClient<A> {
 
     fn on_puback(&mut self, now: Instant, ack: PubAck) {
         let ours = self.answers(Some(ack.msg_id), |p| {
-            matches!(p, Pending::Publish { released: false, .. })
+            matches!(
+                p,
+                Pending::Publish {
+                    released: false,
+                    ..
+                }
+            )
         });
         if !ours {
             // spec 6.6: a QoS 0 publish may be refused too; an invalid normal
@@ -1632,7 +1683,8 @@ impl<A: Clone + Eq + Debug> SnClient<A> {
         }
         if let Some(ex) = self.exchange.take() {
             if let Pending::WillTopic { req, .. } | Pending::WillMsg { req, .. } = ex.pending {
-                self.events.push_back(SnEvent::WillUpdated { id: req, code });
+                self.events
+                    .push_back(SnEvent::WillUpdated { id: req, code });
             }
         }
         self.pump(now);
