@@ -171,6 +171,9 @@ pub struct GatewayStats {
     pub transmits_dropped: u64,
     /// Events dropped because the event queue was full.
     pub events_dropped: u64,
+    /// Acknowledgements (REGACK, PUBACK, PUBREC, PUBCOMP) for nothing the
+    /// gateway waits for: after a retransmission, duplicates are legitimate.
+    pub stale_acks: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1455,10 +1458,12 @@ impl<A: Clone + Ord> Gateway<A> {
         };
         let Some(Awaiting::RegAck { msg_id, topic_id }) = c.inflight.as_ref().map(|i| i.awaiting)
         else {
-            return Err(PeerError::Unexpected(MsgType::RegAck));
+            self.stats.stale_acks += 1;
+            return Ok(());
         };
         if msg_id != r.msg_id {
-            return Err(PeerError::Unexpected(MsgType::RegAck));
+            self.stats.stale_acks += 1;
+            return Ok(());
         }
         c.inflight = None;
         match r.return_code {
@@ -1483,10 +1488,12 @@ impl<A: Clone + Ord> Gateway<A> {
         let Some(Awaiting::PubAck { msg_id, topic_id } | Awaiting::PubRec { msg_id, topic_id }) =
             c.inflight.as_ref().map(|i| i.awaiting)
         else {
-            return Err(PeerError::Unexpected(MsgType::PubAck));
+            self.stats.stale_acks += 1;
+            return Ok(());
         };
         if msg_id != a.msg_id {
-            return Err(PeerError::Unexpected(MsgType::PubAck));
+            self.stats.stale_acks += 1;
+            return Ok(());
         }
         c.inflight = None;
         c.inflight_delivery = None;
@@ -1524,7 +1531,10 @@ impl<A: Clone + Ord> Gateway<A> {
                 );
                 Ok(())
             }
-            _ => Err(PeerError::Unexpected(MsgType::PubRec)),
+            _ => {
+                self.stats.stale_acks += 1;
+                Ok(())
+            }
         }
     }
 
@@ -1538,7 +1548,10 @@ impl<A: Clone + Ord> Gateway<A> {
                 self.pump(now, slot);
                 Ok(())
             }
-            _ => Err(PeerError::Unexpected(MsgType::PubComp)),
+            _ => {
+                self.stats.stale_acks += 1;
+                Ok(())
+            }
         }
     }
 
