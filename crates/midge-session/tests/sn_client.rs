@@ -712,7 +712,7 @@ fn sn_6_6_one_qos1_publish_outstanding_and_order_kept() {
         GW,
         publish(PublishQoS::AtLeastOnce, Topic::Short(*b"ab"), 1, b"1"),
     );
-    assert_eq!(h.c.queued_len(), 1, "QoS 0 waits behind the QoS 1 exchange");
+    assert_eq!(h.c.queued_len(), 2, "the QoS 1 in flight, the QoS 0 waiting behind it");
     h.feed(
         GW,
         PubAck {

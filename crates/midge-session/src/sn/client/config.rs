@@ -73,9 +73,10 @@ pub struct SnClientConfig<A> {
     pub n_adv: u8,
     /// Seed of the machine's pseudo-random generator (SEARCHGW jitter).
     pub seed: u64,
-    /// Most commands waiting to go out (publishes, registrations, subscribe
-    /// requests, will updates). At the limit commands fail with
-    /// `QueueFull`. Default 64.
+    /// Most commands held at once (publishes, registrations, subscribe
+    /// requests, will updates, sleep), the one awaiting its answer included.
+    /// At the limit commands fail with `QueueFull`; `disconnect` is always
+    /// taken. Default 64.
     pub max_queued: usize,
     /// Most entries of the topic id ↔ name table learned from REGACK, SUBACK
     /// and the gateway's REGISTER. Default 64.

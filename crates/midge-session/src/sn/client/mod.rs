@@ -433,10 +433,13 @@ impl<A: Clone + Eq + Debug> SnClient<A> {
         self.registry.len()
     }
 
-    /// Commands waiting (the one in flight not counted), QoS −1 publishes
-    /// not yet written included.
+    /// Commands held: waiting, in flight, and publishes not yet written by
+    /// `poll_transmit`. Never more than `max_queued` + 1 (a `disconnect` is
+    /// always taken).
     pub fn queued_len(&self) -> usize {
-        self.queue.len() + self.outbox.iter().filter(|o| o.delivered.is_some()).count()
+        self.queue.len()
+            + usize::from(self.exchange.is_some())
+            + self.outbox.iter().filter(|o| o.delivered.is_some()).count()
     }
 
     /// Inbound QoS 2 ids awaiting PUBREL.
