@@ -3,12 +3,13 @@
 //!
 //! Subcommands: `ci` (the exact CI sequence), `tidy` (layering and manifest
 //! rules), `fuzz` (run one fuzz target), `bench` (criterion runs and a ratio
-//! table against peer crates), `conformance` (the normative-statement matrix),
+//! table against peer crates), `broker-bench` (whole brokers side by side), `conformance` (the normative-statement matrix),
 //! `peers` (install the interop peers). It deliberately has no argument-parsing
 //! dependency and installs nothing except `cargo-fuzz` when `cargo xtask fuzz`
 //! needs it, and the interop peers (Mosquitto, paho-mqtt) for `ci` and `peers`.
 
 mod bench;
+mod broker_bench;
 mod ci;
 mod conformance;
 mod fuzz;
@@ -31,6 +32,9 @@ Commands:
   tidy                             layering check and manifest rules
   fuzz <target> [--seconds N]      run one fuzz target with cargo-fuzz (default 60 s)
   bench [--report-only] [args..]   run criterion benches, then print midge/peer ratios
+  broker-bench [--seconds N] [--brokers a,b]
+                                   midged, mosquitto and rumqttd side by side under
+                                   `midge bench` (throughput, latency, memory, CPU)
   conformance [--check]            regenerate docs/conformance.md (or check it is current)
   peers                            install the interop peers (mosquitto, mosquitto-clients,
                                    paho-mqtt in target/peers/venv) if missing
@@ -63,6 +67,7 @@ fn run() -> Result<()> {
         }
         Some("fuzz") => fuzz::run(&root, &rest),
         Some("bench") => bench::run(&root, &rest),
+        Some("broker-bench") => broker_bench::run(&root, &rest),
         Some("conformance") => conformance::run(&root, &rest),
         Some("peers") => {
             no_extra_args("peers", &rest)?;

@@ -36,6 +36,10 @@ pub(crate) enum Command {
     /// Subscribe and print each message's payload on its own line.
     #[command(disable_help_flag = true, after_long_help = EXIT_CODES)]
     Sub(SubArgs),
+    /// Load-test a broker: publishers and subscribers in one process,
+    /// reporting throughput, latency, loss and duplicates.
+    #[command(disable_help_flag = true, after_long_help = EXIT_CODES)]
+    Bench(crate::bench::BenchArgs),
 }
 
 /// Flags shared by `pub` and `sub`: where to connect and as whom.
@@ -236,7 +240,7 @@ mod tests {
         all.extend_from_slice(args);
         Cli::try_parse_from(all).map(|cli| match cli.command {
             Command::Pub(p) => p,
-            Command::Sub(_) => unreachable!("parsed pub"),
+            _ => unreachable!("parsed pub"),
         })
     }
 
@@ -245,7 +249,7 @@ mod tests {
         all.extend_from_slice(args);
         Cli::try_parse_from(all).map(|cli| match cli.command {
             Command::Sub(s) => s,
-            Command::Pub(_) => unreachable!("parsed sub"),
+            _ => unreachable!("parsed sub"),
         })
     }
 

@@ -1,6 +1,7 @@
 //! `midge`, the Midge command-line MQTT client: `midge pub` publishes and
 //! waits for the broker's acknowledgement, `midge sub` prints what arrives,
-//! with the flags of mosquitto_pub and mosquitto_sub.
+//! with the flags of mosquitto_pub and mosquitto_sub; `midge bench` loads a
+//! broker and reports throughput, latency, loss and duplicates.
 //!
 //! What it deliberately does not do: any protocol work (the async client,
 //! `midge-client`, and its sans-IO session do it all), TLS or WebSocket (not
@@ -11,6 +12,7 @@
 //! also listed in `--help` and docs/cli.md).
 #![forbid(unsafe_code)]
 
+mod bench;
 mod cli;
 mod exit;
 mod run;
@@ -30,8 +32,19 @@ fn main() -> ExitCode {
     let debug = match &cli.command {
         Command::Pub(p) => p.conn.debug,
         Command::Sub(s) => s.conn.debug,
+        Command::Bench(_) => false,
     };
     init_logging(debug);
+    if let Command::Bench(args) = &cli.command {
+        // The load generator runs on its own multi-threaded runtime.
+        return match bench::run(args) {
+            Ok(()) => Exit::Ok.into(),
+            Err(Failure { exit, message }) => {
+                eprintln!("midge: {message}");
+                exit.into()
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -46,6 +59,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Pub(args) => run::publish(args).await,
             Command::Sub(args) => run::subscribe(args).await,
+            Command::Bench(_) => Ok(()),
         }
     });
     match result {

@@ -323,7 +323,7 @@ mod tests {
         all.extend_from_slice(args);
         match crate::cli::Cli::try_parse_from(all).unwrap().command {
             crate::cli::Command::Sub(s) => s.conn,
-            crate::cli::Command::Pub(_) => unreachable!("parsed sub"),
+            _ => unreachable!("parsed sub"),
         }
     }
 
