@@ -305,6 +305,9 @@ struct MinusOne {
     mqtt: Option<Client>,
     link: Option<Link>,
     pending: VecDeque<(String, Bytes, bool)>,
+    /// The connection must be accepted by then, or the pending publishes
+    /// are dropped.
+    deadline: Option<Instant>,
 }
 
 /// The transparent MQTT-SN gateway. See the module documentation for the
@@ -412,6 +415,17 @@ impl<A: Clone + Ord> Gateway<A> {
 
     fn client_by_id(&self, client_id: &str) -> Option<&SnClient<A>> {
         self.by_id.get(client_id).and_then(|s| self.clients.get(s))
+    }
+
+    /// Turns ADVERTISE on or off (spec 6.1: a gateway advertises only while
+    /// it can reach a server). On by default when `t_adv` is set; turning it
+    /// on again advertises at once.
+    pub fn set_advertising(&mut self, now: Instant, on: bool) {
+        self.next_advertise = match (on, self.config.t_adv, self.next_advertise) {
+            (true, Some(_), Some(at)) => Some(at),
+            (true, Some(_), None) => Some(now),
+            _ => None,
+        };
     }
 
     // ----- inputs: datagrams -----
@@ -1286,6 +1300,7 @@ impl<A: Clone + Ord> Gateway<A> {
                 self.next_key += 1;
                 m.mqtt = Some(mqtt);
                 m.link = Some(Link { key, opened: false });
+                m.deadline = Some(now.saturating_add(self.config.broker_connect_timeout));
                 self.by_conn.insert(key, Owner::MinusOne);
                 self.broker_ops.push_back(BrokerOp::Open(key));
             }
@@ -1664,6 +1679,47 @@ impl<A: Clone + Ord> Gateway<A> {
             mqtt.handle_transport_closed(now);
         }
         self.service(now, owner);
+        // A connection that failed before CONNECT went out ends nothing inside
+        // the MQTT machine; the waiting side is answered here.
+        match owner {
+            Owner::Client(slot) => {
+                if self
+                    .clients
+                    .get(&slot)
+                    .is_some_and(|c| c.state == ClientState::Connecting)
+                {
+                    if let Some(c) = self.clients.get_mut(&slot) {
+                        c.mqtt = None;
+                    }
+                    self.refuse_connect(slot, ReturnCode::Congestion);
+                }
+            }
+            Owner::MinusOne => {
+                if self.minus_one.link.is_none() && self.minus_one.mqtt.is_some() {
+                    self.minus_one_failed();
+                }
+            }
+        }
+    }
+
+    /// The QoS −1 connection could not be set up: its pending publishes are
+    /// dropped; the next QoS −1 publish tries again.
+    fn minus_one_failed(&mut self) {
+        let m = &mut self.minus_one;
+        m.mqtt = None;
+        m.deadline = None;
+        let dropped = m.pending.len();
+        m.pending.clear();
+        if let Some(l) = m.link.take() {
+            self.by_conn.remove(&l.key);
+            self.broker_ops.push_back(BrokerOp::Close(l.key));
+        }
+        for _ in 0..dropped {
+            self.event(GatewayEvent::Dropped {
+                client_id: None,
+                reason: DropReason::BrokerUnavailable,
+            });
+        }
     }
 
     fn machine(&mut self, owner: Owner) -> Option<(&mut Client, &mut Option<Link>)> {
@@ -1741,6 +1797,7 @@ impl<A: Clone + Ord> Gateway<A> {
     fn on_minus_one_event(&mut self, now: Instant, event: Event) {
         match event {
             Event::Connected { .. } => {
+                self.minus_one.deadline = None;
                 let pending: Vec<_> = self.minus_one.pending.drain(..).collect();
                 for (topic, data, retain) in pending {
                     let ok = self.minus_one.mqtt.as_mut().is_some_and(|m| {
@@ -1755,22 +1812,7 @@ impl<A: Clone + Ord> Gateway<A> {
                     }
                 }
             }
-            Event::Disconnected { .. } => {
-                let m = &mut self.minus_one;
-                m.mqtt = None;
-                let dropped = m.pending.len();
-                m.pending.clear();
-                if let Some(l) = m.link.take() {
-                    self.by_conn.remove(&l.key);
-                    self.broker_ops.push_back(BrokerOp::Close(l.key));
-                }
-                for _ in 0..dropped {
-                    self.event(GatewayEvent::Dropped {
-                        client_id: None,
-                        reason: DropReason::BrokerUnavailable,
-                    });
-                }
-            }
+            Event::Disconnected { .. } => self.minus_one_failed(),
             _ => {}
         }
     }
@@ -1955,6 +1997,9 @@ impl<A: Clone + Ord> Gateway<A> {
             mqtt.handle_timeout(now);
         }
         self.service(now, Owner::MinusOne);
+        if self.minus_one.deadline.is_some_and(|d| d <= now) {
+            self.minus_one_failed();
+        }
     }
 
     // ----- outputs -----
@@ -2019,6 +2064,7 @@ impl<A: Clone + Ord> Gateway<A> {
         clients
             .chain([
                 self.next_advertise,
+                self.minus_one.deadline,
                 self.minus_one.mqtt.as_ref().and_then(Client::poll_timeout),
             ])
             .flatten()
