@@ -13,8 +13,8 @@
 
 use bytes::{Bytes, BytesMut};
 use midge_session::sn::client::{
-    Destination, SnClient, SnClientConfig, SnDisconnectReason, SnEvent, SnProtocolError, SnState,
-    SnTopic, SnUsageError, SnWill,
+    Destination, GwAddCodec, SnClient, SnClientConfig, SnDisconnectReason, SnEvent,
+    SnProtocolError, SnState, SnTopic, SnUsageError, SnWill,
 };
 use midge_sn_codec::*;
 use midge_time::{Duration, Instant};
@@ -278,6 +278,99 @@ fn sn_6_1_gateway_list_is_bounded() {
     }
     assert_eq!(h.c.gateways().count(), 2);
     assert_eq!(h.events().len(), 2);
+}
+
+fn gw_add_codec() -> GwAddCodec<Addr> {
+    GwAddCodec {
+        encode: |a: &Addr| Bytes::copy_from_slice(&a.to_be_bytes()),
+        decode: |b: &[u8]| Some(Addr::from_be_bytes(b.try_into().ok()?)),
+    }
+}
+
+#[test]
+fn sn_6_1_client_answers_searchgw_with_gwinfo_after_a_random_delay() {
+    let mut cfg = config();
+    cfg.gw_add_codec = Some(gw_add_codec());
+    cfg.gateways = vec![(4, GW2)];
+    let mut h = Harness::new(cfg);
+    h.feed(STRANGER, SearchGw { radius: 2 });
+    let at = h.c.poll_timeout().unwrap();
+    assert!(at <= Instant::from_secs(5), "delay above T_GWINFO: {at:?}");
+    h.expect_nothing();
+    h.now = at;
+    h.c.handle_timeout(h.now);
+    // GWINFO naming gateway 4 at address 2, broadcast with the searcher's radius.
+    assert_eq!(
+        h.transmits(),
+        vec![(
+            Destination::Broadcast { radius: 2 },
+            vec![0x07, 0x02, 0x04, 0x00, 0x00, 0x00, 0x02]
+        )]
+    );
+    assert_eq!(h.c.poll_timeout(), None);
+}
+
+#[test]
+fn sn_6_1_gwinfo_heard_during_the_delay_cancels_our_answer() {
+    let mut cfg = config();
+    cfg.gw_add_codec = Some(gw_add_codec());
+    cfg.gateways = vec![(4, GW2)];
+    let mut h = Harness::new(cfg);
+    h.feed(STRANGER, SearchGw { radius: 1 });
+    assert!(h.c.poll_timeout().is_some());
+    h.feed(
+        GW2,
+        GwInfo {
+            gw_id: 4,
+            gw_add: Bytes::new(),
+        },
+    );
+    assert_eq!(h.c.poll_timeout(), None);
+    h.advance(Duration::from_secs(10));
+    h.expect_nothing();
+    // Without a codec (or without a known gateway) there is no answer at all.
+    let mut plain = Harness::new(config());
+    plain.feed(STRANGER, SearchGw { radius: 1 });
+    assert_eq!(plain.c.poll_timeout(), None);
+}
+
+#[test]
+fn sn_6_1_gwinfo_from_another_client_names_the_gateway_by_gwadd() {
+    let mut cfg = config();
+    cfg.gw_add_codec = Some(gw_add_codec());
+    let mut h = Harness::new(cfg);
+    h.feed(
+        STRANGER,
+        GwInfo {
+            gw_id: 9,
+            gw_add: Bytes::from_static(&[0, 0, 0, 0x2A]),
+        },
+    );
+    assert_eq!(
+        h.events(),
+        vec![SnEvent::GatewayFound {
+            gw_id: 9,
+            address: 0x2A
+        }]
+    );
+    // Unreadable GwAdd: ignored.
+    h.feed(
+        STRANGER,
+        GwInfo {
+            gw_id: 8,
+            gw_add: Bytes::from_static(&[1]),
+        },
+    );
+    assert_eq!(h.events(), vec![]);
+    let mut plain = Harness::new(config());
+    plain.feed(
+        STRANGER,
+        GwInfo {
+            gw_id: 9,
+            gw_add: Bytes::from_static(&[0, 0, 0, 0x2A]),
+        },
+    );
+    assert_eq!(plain.c.gateways().count(), 0);
 }
 
 // ----- connection (6.2, 6.3) -----
@@ -712,7 +805,11 @@ fn sn_6_6_one_qos1_publish_outstanding_and_order_kept() {
         GW,
         publish(PublishQoS::AtLeastOnce, Topic::Short(*b"ab"), 1, b"1"),
     );
-    assert_eq!(h.c.queued_len(), 2, "the QoS 1 in flight, the QoS 0 waiting behind it");
+    assert_eq!(
+        h.c.queued_len(),
+        2,
+        "the QoS 1 in flight, the QoS 0 waiting behind it"
+    );
     h.feed(
         GW,
         PubAck {

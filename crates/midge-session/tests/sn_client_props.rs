@@ -12,7 +12,7 @@
 )]
 
 use bytes::{Bytes, BytesMut};
-use midge_session::sn::client::{SnClient, SnClientConfig, SnEvent, SnTopic, SnWill};
+use midge_session::sn::client::{GwAddCodec, SnClient, SnClientConfig, SnEvent, SnTopic, SnWill};
 use midge_sn_codec::*;
 use midge_time::{Duration, Instant};
 use proptest::prelude::*;
@@ -145,10 +145,12 @@ fn gateway_message() -> impl Strategy<Value = Message> {
         return_code().prop_map(|return_code| Message::WillMsgResp(WillMsgResp { return_code })),
         (0u8..12, 0u16..3)
             .prop_map(|(gw_id, duration)| Message::Advertise(Advertise { gw_id, duration })),
-        (0u8..12).prop_map(|gw_id| Message::GwInfo(GwInfo {
-            gw_id,
-            gw_add: Bytes::new()
-        })),
+        (0u8..12, prop::collection::vec(0u8..6, 0..3)).prop_map(|(gw_id, add)| {
+            Message::GwInfo(GwInfo {
+                gw_id,
+                gw_add: Bytes::from(add),
+            })
+        }),
         (0u8..3).prop_map(|radius| Message::SearchGw(SearchGw { radius })),
     ]
 }
@@ -177,6 +179,13 @@ fn small_config(seed: u64) -> SnClientConfig<Addr> {
     cfg.gateways = vec![(1, 1), (2, 2)];
     cfg.predefined = vec![(1, "p/1".into())];
     cfg.will = Some(SnWill::new("w", &b"bye"[..]));
+    cfg.gw_add_codec = Some(GwAddCodec {
+        encode: |a: &Addr| Bytes::copy_from_slice(&[*a]),
+        decode: |b: &[u8]| match b {
+            [a] => Some(*a),
+            _ => None,
+        },
+    });
     cfg
 }
 

@@ -34,6 +34,39 @@ impl SnWill {
     }
 }
 
+/// How an address `A` is written in, and read from, the GwAdd field of a
+/// GWINFO sent by a client (spec 5.4.3, 6.1). Without it the client neither
+/// uses GWINFO relayed by other clients nor answers their SEARCHGW.
+pub struct GwAddCodec<A> {
+    /// Writes an address as GwAdd octets.
+    pub encode: fn(&A) -> Bytes,
+    /// Reads GwAdd octets; `None` if they are not an address.
+    pub decode: fn(&[u8]) -> Option<A>,
+}
+
+impl<A> Clone for GwAddCodec<A> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<A> Copy for GwAddCodec<A> {}
+
+impl<A> core::fmt::Debug for GwAddCodec<A> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("GwAddCodec")
+    }
+}
+
+impl<A> PartialEq for GwAddCodec<A> {
+    fn eq(&self, other: &Self) -> bool {
+        core::ptr::fn_addr_eq(self.encode, other.encode)
+            && core::ptr::fn_addr_eq(self.decode, other.decode)
+    }
+}
+
+impl<A> Eq for GwAddCodec<A> {}
+
 /// Client settings. Start from [`SnClientConfig::new`] and adjust the public
 /// fields; [`SnClient::new`](super::SnClient::new) checks the result.
 ///
@@ -67,6 +100,11 @@ pub struct SnClientConfig<A> {
     pub searchgw_attempts: u8,
     /// Broadcast radius of SEARCHGW (spec 5.4.2). Default 1.
     pub radius: u8,
+    /// T_GWINFO: upper bound of the random delay before this client answers
+    /// another client's SEARCHGW on a gateway's behalf (spec 6.1). Default 5 s.
+    pub t_gwinfo: Duration,
+    /// The GwAdd format of the network; see [`GwAddCodec`]. Default none.
+    pub gw_add_codec: Option<GwAddCodec<A>>,
     /// N_ADV: a gateway that announced itself with ADVERTISE is dropped from
     /// the list when this many ADVERTISE periods pass without one (spec 6.1).
     /// Default 2 (spec 7.2: 2–3); at least 1.
@@ -108,6 +146,8 @@ impl<A> SnClientConfig<A> {
             t_searchgw: Duration::from_secs(5),
             searchgw_attempts: 4,
             radius: 1,
+            t_gwinfo: Duration::from_secs(5),
+            gw_add_codec: None,
             n_adv: 2,
             seed: 0x5EED_5A17_u64,
             max_queued: 64,

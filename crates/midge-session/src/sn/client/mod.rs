@@ -14,12 +14,16 @@
 //! switch to the next known gateway; T_WAIT back-off after "rejected:
 //! congestion".
 //!
+//! With a [`GwAddCodec`] configured (the network's GwAdd format), it also reads
+//! GWINFO sent by other clients and answers their SEARCHGW after a random
+//! delay of up to T_GWINFO, unless some GWINFO is heard first (spec 6.1).
+//!
 //! What it deliberately does not do: sockets, clocks, sleeping, threads or OS
 //! randomness (a seeded generator in the configuration drives the jitter);
 //! reconnect after its caller's `disconnect` or a gateway's DISCONNECT (the
-//! caller decides); answer other clients' SEARCHGW on a gateway's behalf
-//! (optional in spec 6.1); use a GWINFO relayed by another client (its GwAdd
-//! is in the network's own address format, which the machine cannot read).
+//! caller decides); wake itself up before the sleep duration ends (the
+//! caller calls [`SnClient::wake_once`] or [`SnClient::connect`]); route
+//! inbound messages to subscriptions (each is one [`SnEvent::Message`]).
 //!
 //! Key types: [`SnClient`], [`SnClientConfig`], [`SnEvent`], [`SnTopic`],
 //! [`Transmit`] / [`Destination`], and the errors split by blame,
@@ -107,14 +111,14 @@ use core::fmt::Debug;
 
 use bytes::{Bytes, BytesMut};
 use midge_sn_codec::{
-    ClientId, Connect, Disconnect, Message, PingReq, PingResp, PubAck, PubComp, PubRec, PubRel,
+    ClientId, Connect, Disconnect, GwInfo, Message, PingReq, PingResp, PubAck, PubComp, PubRec, PubRel,
     Publish, PublishQoS, QoS, RegAck, Register, ReturnCode, SearchGw, Subscribe, SubscribeTopic,
     Topic, TopicId, TopicName, Unsubscribe, WillMsg, WillMsgUpd, WillTopic, WillTopicData,
     WillTopicUpd,
 };
 use midge_time::{Duration, Instant};
 
-pub use config::{SnClientConfig, SnWill};
+pub use config::{GwAddCodec, SnClientConfig, SnWill};
 pub use error::{SnProtocolError, SnUsageError};
 pub use event::{
     DeliveryId, Destination, RequestId, SnDisconnectReason, SnEvent, SnTopic, Transmit,
@@ -311,6 +315,9 @@ pub struct SnClient<A> {
     registry: Registry,
     rng: Rng,
     search: Option<Search>,
+    /// A GWINFO this client will broadcast for another's SEARCHGW: when, and
+    /// with which radius.
+    gwinfo_reply: Option<(Instant, u8)>,
     connecting: Option<Retry>,
     exchange: Option<Exchange>,
     ping: Option<Retry>,
@@ -384,6 +391,7 @@ impl<A: Clone + Eq + Debug> SnClient<A> {
             registry: Registry::new(config.max_topics),
             rng: Rng::new(config.seed),
             search: None,
+            gwinfo_reply: None,
             connecting: None,
             exchange: None,
             ping: None,
@@ -754,12 +762,20 @@ impl<A: Clone + Eq + Debug> SnClient<A> {
                 Ok(())
             }
             Message::GwInfo(info) => {
+                // spec 6.1: any GWINFO heard makes our own answer needless.
+                self.gwinfo_reply = None;
                 if info.gw_add.is_empty() {
                     self.gateway_heard(info.gw_id, &from, None);
                 } else {
-                    // Relayed by another client: its GwAdd is in the network's
-                    // own format, which this machine cannot turn into `A`.
-                    self.stats.ignored += 1;
+                    // Sent by another client: the gateway is at GwAdd.
+                    let decoded = self
+                        .config
+                        .gw_add_codec
+                        .and_then(|codec| (codec.decode)(&info.gw_add));
+                    match decoded {
+                        Some(address) => self.gateway_heard(info.gw_id, &address, None),
+                        None => self.stats.ignored += 1,
+                    }
                 }
                 Ok(())
             }
@@ -775,6 +791,17 @@ impl<A: Clone + Eq + Debug> SnClient<A> {
                             until: now.saturating_add(self.config.t_searchgw),
                         };
                     }
+                }
+                // spec 6.1: a client that knows a gateway answers too, after a
+                // random delay that leaves the gateways time to answer first.
+                if self.config.gw_add_codec.is_some()
+                    && self.gateways.len() > 0
+                    && self.gwinfo_reply.is_none()
+                {
+                    let max =
+                        u64::try_from(self.config.t_gwinfo.as_micros()).unwrap_or(u64::MAX);
+                    let at = now.saturating_add(Duration::from_micros(self.rng.up_to(max)));
+                    self.gwinfo_reply = Some((at, search.radius));
                 }
                 Ok(())
             }
@@ -808,6 +835,7 @@ impl<A: Clone + Eq + Debug> SnClient<A> {
             });
         }
         self.search_timeout(now);
+        self.gwinfo_timeout(now);
         let t_retry = self.config.t_retry;
         let n_retry = self.config.n_retry;
 
@@ -928,6 +956,7 @@ impl<A: Clone + Eq + Debug> SnClient<A> {
         [
             self.gateways.next_expiry(),
             search,
+            self.gwinfo_reply.map(|(at, _)| at),
             self.connecting.as_ref().map(|r| r.deadline(t_retry)),
             self.exchange.as_ref().map(|e| e.retry.deadline(t_retry)),
             self.ping.as_ref().map(|r| r.deadline(t_retry)),
@@ -1053,6 +1082,38 @@ impl<A: Clone + Eq + Debug> SnClient<A> {
             message: Message::SearchGw(SearchGw {
                 radius: self.config.radius,
             }),
+            delivered: None,
+        });
+    }
+
+    /// Broadcasts the GWINFO answer that is due, naming the current gateway
+    /// or else the first known one.
+    fn gwinfo_timeout(&mut self, now: Instant) {
+        let Some((at, radius)) = self.gwinfo_reply else {
+            return;
+        };
+        if at > now {
+            return;
+        }
+        self.gwinfo_reply = None;
+        let Some(codec) = self.config.gw_add_codec else {
+            return;
+        };
+        let chosen = self
+            .gateways
+            .iter()
+            .find(|g| Some(&g.address) == self.gateway.as_ref())
+            .or_else(|| self.gateways.iter().next());
+        let Some(gateway) = chosen else {
+            return;
+        };
+        let message = Message::GwInfo(GwInfo {
+            gw_id: gateway.gw_id,
+            gw_add: (codec.encode)(&gateway.address),
+        });
+        self.outbox.push_back(Outgoing {
+            to: Destination::Broadcast { radius },
+            message,
             delivered: None,
         });
     }
