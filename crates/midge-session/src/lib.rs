@@ -30,6 +30,15 @@
 //! (gateway discovery, will prompts, topic registration, QoS −1 to 2,
 //! sleeping, retransmission and gateway switch, congestion back-off).
 //!
+//! [`sn::gateway::Gateway`] is the transparent gateway core: one [`Client`]
+//! per SN client toward the broker, whose bytes the caller carries
+//! ([`sn::gateway::BrokerOp`] out, `handle_broker_*` in), so the same core
+//! runs inside a broker (piped into its sessions in memory) or in front of
+//! any broker over TCP. It keeps each client's state (active, asleep, awake,
+//! lost, disconnected), will, topic registry and buffered messages, answers
+//! discovery, unwraps forwarder traffic, and holds every table to a limit of
+//! [`sn::gateway::GatewayConfig`].
+//!
 //! # Methods
 //!
 //! - getters: [`Client::state`], [`Client::inflight_len`], [`Client::stats`], …

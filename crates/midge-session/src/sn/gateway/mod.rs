@@ -1,6 +1,6 @@
 //! The MQTT-SN 1.2 gateway core: a transparent gateway (spec 4.1) as a
 //! sans-IO machine. Each SN client gets its own MQTT connection to the broker,
-//! driven by a [`Client`](crate::Client) machine inside the gateway.
+//! driven by a [`Client`] machine inside the gateway.
 //!
 //! What it does: the client life cycle of spec 6.14 (active, asleep, awake,
 //! lost, disconnected) with keep-alive and sleep supervision (spec 7.2
