@@ -1584,6 +1584,13 @@ fn client_limit_answers_congestion_and_evicts_only_remembered_clients() {
         None,
         "the disconnected record made room"
     );
+    assert!(sim.events.iter().any(|e| matches!(
+        e,
+        GatewayEvent::ClientDisconnected {
+            client_id,
+            cause: midge_session::sn::gateway::DisconnectCause::Evicted,
+        } if client_id == "b"
+    )));
     assert_eq!(sim.gw.client_count(), 2);
 }
 

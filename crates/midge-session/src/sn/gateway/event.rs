@@ -65,9 +65,9 @@ pub enum DisconnectCause {
     BrokerLinkLost,
     /// The client did not answer the will prompts.
     PromptTimeout,
-    /// The client connected again with a clean session or from scratch and
-    /// this record was replaced, or it was evicted to make room.
-    Replaced,
+    /// The remembered record of a disconnected or lost client was dropped
+    /// to make room for a new client ([`max_clients`](super::GatewayConfig::max_clients)).
+    Evicted,
 }
 
 /// Why a message was not delivered to an SN client.

@@ -801,6 +801,13 @@ impl<A: Clone + Ord> Gateway<A> {
             .map(|(s, _)| *s);
         match victim {
             Some(slot) => {
+                if let Some(c) = self.clients.get(&slot) {
+                    let client_id = c.client_id.clone();
+                    self.event(GatewayEvent::ClientDisconnected {
+                        client_id,
+                        cause: DisconnectCause::Evicted,
+                    });
+                }
                 self.remove_client(now, slot);
                 true
             }
