@@ -560,6 +560,61 @@ fn sn_6_13_every_gateway_failing_ends_the_switching() {
     assert_eq!(h.c.state(), SnState::Disconnected);
 }
 
+#[test]
+fn sn_6_3_topic_ids_survive_a_reconnection_to_the_same_gateway_without_clean_session() {
+    let mut cfg = config();
+    cfg.clean_session = false;
+    let mut h = Harness::new(cfg);
+    h.c.connect(h.now, GW).unwrap();
+    h.expect(GW, connect_msg(false, false, 0));
+    h.feed(
+        GW,
+        ConnAck {
+            return_code: ReturnCode::Accepted,
+        },
+    );
+    h.feed(
+        GW,
+        Register {
+            topic_id: TopicId(6),
+            msg_id: 1,
+            topic_name: TopicName::from("k"),
+        },
+    );
+    h.transmits();
+    h.feed(GW, Disconnect { duration: None });
+    h.c.connect(h.now, GW).unwrap();
+    h.transmits();
+    h.feed(
+        GW,
+        ConnAck {
+            return_code: ReturnCode::Accepted,
+        },
+    );
+    assert_eq!(h.c.topic_id("k"), Some(TopicId(6)));
+    // Another gateway does not know our ids.
+    h.feed(GW, Disconnect { duration: None });
+    h.c.connect(h.now, GW2).unwrap();
+    assert_eq!(h.c.topic_id("k"), None);
+}
+
+#[test]
+fn sn_6_3_clean_session_forgets_topic_ids_on_reconnection() {
+    let mut h = Harness::connected(config());
+    h.feed(
+        GW,
+        Register {
+            topic_id: TopicId(6),
+            msg_id: 1,
+            topic_name: TopicName::from("k"),
+        },
+    );
+    h.transmits();
+    h.feed(GW, Disconnect { duration: None });
+    h.c.connect(h.now, GW).unwrap();
+    assert_eq!(h.c.topic_id("k"), None);
+}
+
 // ----- registration and publishing (6.5 - 6.8) -----
 
 #[test]

@@ -117,14 +117,16 @@ pub struct SnClientConfig<A> {
     /// taken. Default 64.
     pub max_queued: usize,
     /// Most entries of the topic id ↔ name table learned from REGACK, SUBACK
-    /// and the gateway's REGISTER. Default 64.
+    /// and the gateway's REGISTER; at the limit the oldest is forgotten.
+    /// At least 1. Default 64.
     pub max_topics: usize,
     /// Most gateways in the list. Default 8.
     pub max_gateways: usize,
-    /// Most inbound QoS 2 message ids awaiting PUBREL. Default 16.
+    /// Most inbound QoS 2 message ids awaiting PUBREL. At least 1. Default 16.
     pub max_inbound_qos2: usize,
     /// Most undrained events; an inbound PUBLISH that arrives at the limit is
-    /// left unacknowledged (the gateway sends it again). Default 256.
+    /// left unacknowledged (the gateway sends it again). At least 1.
+    /// Default 256.
     pub max_events: usize,
     /// Pre-defined topic ids known to both sides (spec 6.7): id and name.
     pub predefined: Vec<(u16, String)>,

@@ -57,6 +57,12 @@
 //! - Datagrams from any address but the current gateway are ignored, except
 //!   ADVERTISE, GWINFO and SEARCHGW. A malformed datagram is dropped with an
 //!   error and changes nothing.
+//! - When N_retry runs out (spec 6.13) the request in flight goes back to the
+//!   head of the queue and a CONNECT goes to the next known gateway in list
+//!   order; after as many switches as there are known gateways (so the
+//!   former gateway comes round again last) the client gives up
+//!   ([`SnDisconnectReason::GatewayLost`]). A sleep request in flight then is
+//!   dropped: the client is connected again, not asleep.
 //! - Topic ids learned from a gateway are kept across a reconnection only if
 //!   it is the same gateway and `clean_session` is false.
 //! - An inbound PUBLISH on a normal id the client does not know is refused
@@ -111,10 +117,10 @@ use core::fmt::Debug;
 
 use bytes::{Bytes, BytesMut};
 use midge_sn_codec::{
-    ClientId, Connect, Disconnect, GwInfo, Message, PingReq, PingResp, PubAck, PubComp, PubRec, PubRel,
-    Publish, PublishQoS, QoS, RegAck, Register, ReturnCode, SearchGw, Subscribe, SubscribeTopic,
-    Topic, TopicId, TopicName, Unsubscribe, WillMsg, WillMsgUpd, WillTopic, WillTopicData,
-    WillTopicUpd,
+    ClientId, Connect, Disconnect, GwInfo, Message, PingReq, PingResp, PubAck, PubComp, PubRec,
+    PubRel, Publish, PublishQoS, QoS, RegAck, Register, ReturnCode, SearchGw, Subscribe,
+    SubscribeTopic, Topic, TopicId, TopicName, Unsubscribe, WillMsg, WillMsgUpd, WillTopic,
+    WillTopicData, WillTopicUpd,
 };
 use midge_time::{Duration, Instant};
 
@@ -369,6 +375,12 @@ impl<A: Clone + Eq + Debug> SnClient<A> {
         }
         if config.max_topics == 0 {
             return Err(SnUsageError::InvalidConfig("max_topics"));
+        }
+        if config.max_inbound_qos2 == 0 {
+            return Err(SnUsageError::InvalidConfig("max_inbound_qos2"));
+        }
+        if config.max_events == 0 {
+            return Err(SnUsageError::InvalidConfig("max_events"));
         }
         if config
             .predefined
@@ -798,8 +810,7 @@ impl<A: Clone + Eq + Debug> SnClient<A> {
                     && self.gateways.len() > 0
                     && self.gwinfo_reply.is_none()
                 {
-                    let max =
-                        u64::try_from(self.config.t_gwinfo.as_micros()).unwrap_or(u64::MAX);
+                    let max = u64::try_from(self.config.t_gwinfo.as_micros()).unwrap_or(u64::MAX);
                     let at = now.saturating_add(Duration::from_micros(self.rng.up_to(max)));
                     self.gwinfo_reply = Some((at, search.radius));
                 }
@@ -1026,14 +1037,29 @@ impl<A: Clone + Eq + Debug> SnClient<A> {
     }
 
     fn send_to_gateway(&mut self, now: Instant, message: Message) {
+        self.send_publish_to_gateway(now, message, None);
+    }
+
+    /// Queues a datagram for the current gateway; `delivered` names the
+    /// publish reported done once it is written.
+    fn send_publish_to_gateway(
+        &mut self,
+        now: Instant,
+        message: Message,
+        delivered: Option<DeliveryId>,
+    ) {
         let Some(to) = self.gateway.clone() else {
+            // Only reachable without a gateway, where nothing is sent.
+            if let Some(id) = delivered {
+                self.events.push_back(SnEvent::Dropped { id });
+            }
             return;
         };
         self.last_sent = now;
         self.outbox.push_back(Outgoing {
             to: Destination::Unicast(to),
             message,
-            delivered: None,
+            delivered,
         });
     }
 
@@ -1335,10 +1361,7 @@ impl<A: Clone + Eq + Debug> SnClient<A> {
                             msg_id: 0,
                             data: publish.payload,
                         });
-                        self.send_to_gateway(now, message);
-                        if let Some(last) = self.outbox.back_mut() {
-                            last.delivered = Some(publish.id);
-                        }
+                        self.send_publish_to_gateway(now, message, Some(publish.id));
                     }
                 }
                 Op::Release(publish, msg_id) => {
@@ -1892,5 +1915,79 @@ fn set_dup(message: &mut Message) {
         Message::Publish(p) => p.dup = true,
         Message::Subscribe(s) => s.dup = true,
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sn_6_13_retransmitted_publish_and_subscribe_carry_dup() {
+        let mut p = Message::Publish(Publish {
+            dup: false,
+            qos: PublishQoS::AtLeastOnce,
+            retain: false,
+            topic: Topic::Short(*b"ab"),
+            msg_id: 1,
+            data: Bytes::new(),
+        });
+        set_dup(&mut p);
+        assert!(matches!(p, Message::Publish(Publish { dup: true, .. })));
+        let mut s = Message::Subscribe(Subscribe {
+            dup: false,
+            qos: QoS::AtMostOnce,
+            msg_id: 1,
+            topic: SubscribeTopic::Short(*b"ab"),
+        });
+        set_dup(&mut s);
+        assert!(matches!(s, Message::Subscribe(Subscribe { dup: true, .. })));
+        let mut r = Message::PubRel(PubRel { msg_id: 1 });
+        set_dup(&mut r);
+        assert_eq!(r, Message::PubRel(PubRel { msg_id: 1 }));
+    }
+
+    #[test]
+    fn retry_deadline_is_t_retry_after_sending_or_the_back_off_end() {
+        let mut r = Retry::new(Message::PingResp(PingResp), Instant::from_secs(5));
+        assert_eq!(r.deadline(Duration::from_secs(10)), Instant::from_secs(15));
+        r.backoff_until = Some(Instant::from_secs(400));
+        assert_eq!(r.deadline(Duration::from_secs(10)), Instant::from_secs(400));
+    }
+
+    #[test]
+    fn topic_checks() {
+        assert!(valid_name("a/b"));
+        assert!(!valid_name(""));
+        assert!(!valid_name("a/+"));
+        assert!(valid_filter("a/+"));
+        assert!(valid_filter("#"));
+        assert!(!valid_filter("a#"));
+        assert!(has_wildcards("a/#"));
+        assert!(!has_wildcards("a/b"));
+    }
+
+    #[test]
+    fn message_ids_skip_zero_when_they_wrap() {
+        let mut c = SnClient::<u8>::new(SnClientConfig::new("x")).unwrap();
+        c.next_msg_id = 0xFFFE;
+        assert_eq!(c.new_msg_id(), 0xFFFF);
+        assert_eq!(c.new_msg_id(), 1);
+    }
+
+    #[test]
+    fn sn_6_3_zero_limits_that_would_stall_the_client_are_refused() {
+        let mut cfg = SnClientConfig::<u8>::new("x");
+        cfg.max_events = 0;
+        assert_eq!(
+            SnClient::new(cfg).err(),
+            Some(SnUsageError::InvalidConfig("max_events"))
+        );
+        let mut cfg = SnClientConfig::<u8>::new("x");
+        cfg.t_retry = Duration::ZERO;
+        assert_eq!(
+            SnClient::new(cfg).err(),
+            Some(SnUsageError::InvalidConfig("t_retry"))
+        );
     }
 }
