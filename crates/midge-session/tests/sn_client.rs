@@ -1824,6 +1824,14 @@ fn sn_6_14_asleep_client_can_change_its_sleep_duration_or_disconnect() {
     );
     h.feed(GW, Disconnect { duration: None });
     assert_eq!(h.events(), vec![SnEvent::Asleep { duration: 120 }]);
+    // Awake, a new duration ends the awake period and changes the duration.
+    h.c.wake_once(h.now).unwrap();
+    h.transmits();
+    h.c.sleep(h.now, 30).unwrap();
+    h.expect(GW, Disconnect { duration: Some(30) });
+    h.feed(GW, Disconnect { duration: None });
+    assert_eq!(h.events(), vec![SnEvent::Asleep { duration: 30 }]);
+    assert_eq!(h.c.poll_timeout(), None, "no PINGREQ retry left behind");
     h.c.disconnect(h.now).unwrap();
     h.expect(GW, Disconnect { duration: None });
     h.feed(GW, Disconnect { duration: None });

@@ -684,7 +684,7 @@ impl<A: Clone + Eq + Debug> SnClient<A> {
     /// Asks to sleep for `duration` seconds with DISCONNECT carrying it
     /// (spec 6.14); [`SnEvent::Asleep`] follows the gateway's DISCONNECT.
     /// When connected the request waits its turn behind earlier commands;
-    /// when asleep it changes the sleep duration.
+    /// asleep or awake it goes at once and changes the sleep duration.
     pub fn sleep(&mut self, now: Instant, duration: u16) -> Result<(), SnUsageError> {
         if duration == 0 {
             return Err(SnUsageError::InvalidConfig("sleep duration"));
@@ -696,7 +696,10 @@ impl<A: Clone + Eq + Debug> SnClient<A> {
                 self.pump(now);
                 Ok(())
             }
-            SnState::Asleep if self.exchange.is_none() => {
+            // spec 6.14: asleep or awake, a new DISCONNECT with a duration
+            // changes the sleep duration (and ends an awake period).
+            SnState::Asleep | SnState::Awake if self.exchange.is_none() => {
+                self.ping = None;
                 self.start_exchange(now, Pending::Sleep { duration });
                 Ok(())
             }
