@@ -74,7 +74,8 @@ impl<A> Eq for GwAddCodec<A> {}
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SnClientConfig<A> {
-    /// Client id, 1 to 23 octets of UTF-8 (spec 5.3.1).
+    /// Client id, 1 to 23 octets of UTF-8 (spec 5.4.4 says 1 to 23
+    /// characters; octets is the reading every gateway accepts).
     pub client_id: String,
     /// Keep alive in seconds, sent in CONNECT; 0 turns PINGREQ off. Default 60.
     pub keep_alive: u16,

@@ -7,7 +7,7 @@ use midge_sn_codec::MsgType;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SnUsageError {
-    /// The client id must be 1 to 23 octets (spec 5.3.1).
+    /// The client id must be 1 to 23 octets (spec 5.4.4).
     #[error("the client id must be 1 to 23 octets")]
     InvalidClientId,
     /// A configuration value is out of range (the field is named).

@@ -49,9 +49,10 @@
 //!   machine goes further and keeps every acknowledged request in one queue,
 //!   sent strictly in call order, one awaiting its answer at a time. QoS 0
 //!   publishes wait their turn in the same queue, so they never overtake.
-//! - Commands may be given in any state; what they send goes out once the
-//!   client is connected (QoS −1 excepted: it goes out at once to the current
-//!   or first known gateway, spec 6.8). The queue survives the end of a
+//! - `publish`, `register`, `subscribe`, `unsubscribe` and the will updates
+//!   are taken in any state; what they send goes out once the client is
+//!   connected (QoS −1 excepted: it goes out at once to the current or first
+//!   known gateway, spec 6.8). The queue survives the end of a
 //!   connection and resumes after the next CONNACK; a name whose id came
 //!   from another gateway is registered again.
 //! - Datagrams from any address but the current gateway are ignored, except
@@ -136,7 +137,7 @@ use rng::Rng;
 
 /// Largest MQTT-SN datagram (three-octet Length form).
 const MAX_DATAGRAM: usize = 0xFFFF;
-/// Longest client id (spec 5.3.1).
+/// Longest client id (spec 5.4.4).
 const MAX_CLIENT_ID: usize = 23;
 
 /// Where the client stands with its gateway (spec 6.14, seen from the client).
