@@ -1637,3 +1637,136 @@ fn sn_6_2_broker_refusal_maps_to_connack_not_supported() {
         }
     )));
 }
+
+#[test]
+fn sn_6_3_persistent_session_keeps_the_will_when_reconnecting_without_will_flag() {
+    let mut sim = Sim::new(Sim::config());
+    sim.send(1, connect_msg("dev1", true, false, 10));
+    sim.send(
+        1,
+        WillTopic(Some(will_topic("wills/dev1", QoS::AtMostOnce))),
+    );
+    sim.send(
+        1,
+        WillMsg {
+            will_msg: Bytes::from_static(b"kept will"),
+        },
+    );
+    sim.send(1, Disconnect { duration: None });
+    sim.recv(1);
+    // CleanSession=false, Will=false: the stored will stays (no prompts).
+    assert_eq!(sim.connect(1, "dev1", false, 10), ReturnCode::Accepted);
+    sim.advance(Duration::from_secs(16));
+    assert_eq!(sim.gw.client_state("dev1"), Some(ClientState::Lost));
+    assert_eq!(
+        sim.observed_payloads(),
+        vec![("wills/dev1".to_owned(), b"kept will".to_vec())]
+    );
+
+    // CleanSession=true, Will=false: the will is gone.
+    sim.observed.clear();
+    assert_eq!(sim.connect(1, "dev1", true, 10), ReturnCode::Accepted);
+    sim.advance(Duration::from_secs(16));
+    assert_eq!(sim.gw.client_state("dev1"), Some(ClientState::Lost));
+    assert!(sim.observed.is_empty(), "{:?}", sim.observed);
+}
+
+#[test]
+fn sn_6_6_open_exchanges_beyond_the_limit_get_congestion() {
+    let mut config = Sim::config();
+    config.max_client_inflight = 1;
+    let mut sim = Sim::new(config);
+    sim.connect(1, "dev1", true, 60);
+    let id = sim.register(1, "q/2", 1);
+    let t = Topic::TopicId(TopicId(id));
+    sim.send(1, publish(t, PublishQoS::ExactlyOnce, 2, b"first"));
+    assert_eq!(sim.recv(1), vec![Message::PubRec(PubRec { msg_id: 2 })]);
+    // No PUBREL yet: the exchange is still open.
+    sim.send(1, publish(t, PublishQoS::ExactlyOnce, 3, b"second"));
+    assert_eq!(
+        sim.recv(1),
+        vec![Message::PubAck(PubAck {
+            topic_id: TopicId(id),
+            msg_id: 3,
+            return_code: ReturnCode::Congestion
+        })]
+    );
+    sim.send(1, PubRel { msg_id: 2 });
+    sim.recv(1);
+    sim.send(1, publish(t, PublishQoS::ExactlyOnce, 4, b"third"));
+    assert_eq!(sim.recv(1), vec![Message::PubRec(PubRec { msg_id: 4 })]);
+    let payloads: Vec<Vec<u8>> = sim
+        .observed_payloads()
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect();
+    assert_eq!(payloads, vec![b"first".to_vec(), b"third".to_vec()]);
+}
+
+#[test]
+fn sn_6_6_retain_flag_is_carried_both_ways() {
+    let mut sim = Sim::new(Sim::config());
+    sim.connect(1, "pub", true, 60);
+    let mut p = publish(Topic::Short(*b"rt"), PublishQoS::AtLeastOnce, 1, b"last");
+    p.retain = true;
+    sim.send(1, p);
+    assert!(
+        matches!(sim.recv(1).as_slice(), [Message::PubAck(a)] if a.return_code == ReturnCode::Accepted)
+    );
+    assert_eq!(
+        sim.observed_payloads(),
+        vec![("rt".to_owned(), b"last".to_vec())]
+    );
+
+    sim.connect(2, "sub", true, 60);
+    sim.send(
+        2,
+        Subscribe {
+            dup: false,
+            qos: QoS::AtMostOnce,
+            msg_id: 1,
+            topic: SubscribeTopic::Short(*b"rt"),
+        },
+    );
+    let got = sim.recv(2);
+    assert!(matches!(got.first(), Some(Message::SubAck(_))), "{got:?}");
+    let Some(Message::Publish(r)) = got.get(1) else {
+        panic!("expected the retained message after SUBACK: {got:?}");
+    };
+    assert!(r.retain);
+    assert_eq!((&r.data[..], r.topic), (&b"last"[..], Topic::Short(*b"rt")));
+}
+
+#[test]
+fn sn_6_14_sleep_duration_can_change_and_disconnect_from_awake_ends_the_session() {
+    let mut sim = Sim::new(Sim::config());
+    sim.connect(1, "dev1", false, 30);
+    sim.send(1, Disconnect { duration: Some(20) });
+    sim.send(
+        1,
+        Disconnect {
+            duration: Some(200),
+        },
+    );
+    sim.recv(1);
+    // The new duration (plus 10 %) supervises now, not the first one.
+    sim.advance(Duration::from_secs(100));
+    assert_eq!(sim.gw.client_state("dev1"), Some(ClientState::Asleep));
+    sim.send(
+        1,
+        PingReq {
+            client_id: Some(ClientId::from("dev1")),
+        },
+    );
+    assert_eq!(
+        sim.recv(1),
+        vec![Message::PingResp(midge_sn_codec::PingResp)]
+    );
+    sim.send(1, Disconnect { duration: None });
+    assert_eq!(
+        sim.recv(1),
+        vec![Message::Disconnect(Disconnect { duration: None })]
+    );
+    assert_eq!(sim.gw.client_state("dev1"), Some(ClientState::Disconnected));
+    assert_eq!(sim.gw.broker_connections(), 0);
+}
