@@ -23,6 +23,7 @@ const SANS_IO_CRATES: &[&str] = &[
     "midge-store",
     "midge-session",
     "midge-broker",
+    "midge-auth",
 ];
 
 /// Crates under `crates/` that may do I/O: the runtime adapters and the binaries.
