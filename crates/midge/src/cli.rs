@@ -40,6 +40,9 @@ pub(crate) enum Command {
     /// reporting throughput, latency, loss and duplicates.
     #[command(disable_help_flag = true, after_long_help = EXIT_CODES)]
     Bench(crate::bench::BenchArgs),
+    /// Create or update a password file for midged (the format and flags
+    /// of mosquitto_passwd): `midge passwd [-c] [-b] [-D] FILE USER [PASSWORD]`.
+    Passwd(crate::passwd::PasswdArgs),
 }
 
 /// Flags shared by `pub` and `sub`: where to connect and as whom.

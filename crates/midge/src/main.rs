@@ -1,7 +1,8 @@
 //! `midge`, the Midge command-line MQTT client: `midge pub` publishes and
 //! waits for the broker's acknowledgement, `midge sub` prints what arrives,
 //! with the flags of mosquitto_pub and mosquitto_sub; `midge bench` loads a
-//! broker and reports throughput, latency, loss and duplicates.
+//! broker and reports throughput, latency, loss and duplicates; `midge passwd`
+//! writes password files for midged (as mosquitto_passwd).
 //!
 //! What it deliberately does not do: any protocol work (the async client,
 //! `midge-client`, and its sans-IO session do it all), TLS or WebSocket (not
@@ -15,6 +16,7 @@
 mod bench;
 mod cli;
 mod exit;
+mod passwd;
 mod run;
 
 use std::io::IsTerminal;
@@ -32,9 +34,18 @@ fn main() -> ExitCode {
     let debug = match &cli.command {
         Command::Pub(p) => p.conn.debug,
         Command::Sub(s) => s.conn.debug,
-        Command::Bench(_) => false,
+        Command::Bench(_) | Command::Passwd(_) => false,
     };
     init_logging(debug);
+    if let Command::Passwd(args) = &cli.command {
+        return match passwd::run(args) {
+            Ok(()) => Exit::Ok.into(),
+            Err(Failure { exit, message }) => {
+                eprintln!("midge passwd: {message}");
+                exit.into()
+            }
+        };
+    }
     if let Command::Bench(args) = &cli.command {
         // The load generator runs on its own multi-threaded runtime.
         return match bench::run(args) {
@@ -59,7 +70,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Pub(args) => run::publish(args).await,
             Command::Sub(args) => run::subscribe(args).await,
-            Command::Bench(_) => Ok(()),
+            Command::Bench(_) | Command::Passwd(_) => Ok(()),
         }
     });
     match result {
