@@ -71,6 +71,7 @@ struct Sim {
 #[derive(Debug, Default)]
 struct TestAuth {
     deny: Vec<String>,
+    deny_filters: Vec<String>,
 }
 
 impl Auth for TestAuth {
@@ -91,8 +92,8 @@ impl Auth for TestAuth {
         true
     }
 
-    fn may_subscribe(&self, _client_id: &str, _username: Option<&str>, _filter: &str) -> bool {
-        true
+    fn may_subscribe(&self, _client_id: &str, _username: Option<&str>, filter: &str) -> bool {
+        !self.deny_filters.iter().any(|f| f == filter)
     }
 }
 
@@ -104,6 +105,7 @@ impl Sim {
     fn with_denied(config: GatewayConfig, deny: &[&str]) -> Self {
         let auth = TestAuth {
             deny: deny.iter().map(|d| (*d).to_owned()).collect(),
+            deny_filters: vec!["secret/#".to_owned()],
         };
         let now = Instant::from_secs(1000);
         let mut sim = Self {
@@ -1769,4 +1771,20 @@ fn sn_6_14_sleep_duration_can_change_and_disconnect_from_awake_ends_the_session(
     );
     assert_eq!(sim.gw.client_state("dev1"), Some(ClientState::Disconnected));
     assert_eq!(sim.gw.broker_connections(), 0);
+}
+
+#[test]
+fn sn_6_9_broker_refusing_a_subscription_maps_to_not_supported() {
+    let mut sim = Sim::new(Sim::config());
+    sim.connect(1, "dev1", true, 60);
+    let ack = sim.subscribe(1, name("secret/#"), QoS::AtLeastOnce, 4);
+    assert_eq!(
+        ack,
+        SubAck {
+            qos: QoS::AtMostOnce,
+            topic_id: TopicId(0),
+            msg_id: 4,
+            return_code: ReturnCode::NotSupported
+        }
+    );
 }
