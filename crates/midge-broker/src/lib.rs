@@ -155,8 +155,9 @@ pub use event::{
     AckToken, CloseReason, DeliverOutcome, DropReason, Event, InflightMessage, ResumeState, Stats,
 };
 pub use router::{
-    shard_of, Action, AllowAll, Auth, ConnId, ConnectRequest, MemoryStore, Recovered,
-    RecoveredSession, Router, RouterConfig, RouterStats, ShardConn, ShardMessage, Store,
+    shard_of, with_entry_qos, Action, AllowAll, Auth, CommitTicket, ConnId, ConnectRequest,
+    MemoryStore, MessageId, QueuedMessage, Recovered, RecoveredSession, Router, RouterConfig,
+    RouterStats, SessionState, ShardConn, ShardMessage, Store,
 };
 pub use session::ServerSession;
 

@@ -493,6 +493,32 @@ impl ServerSession {
         }
     }
 
+    /// What [`into_resume_state`](Self::into_resume_state) would give back
+    /// now, leaving the session as it is: for a durable adapter to
+    /// checkpoint a connected persistent session
+    /// ([`Router::checkpoint`](crate::Router::checkpoint)).
+    pub fn resume_snapshot(&self) -> ResumeState {
+        let inflight = self
+            .inflight
+            .iter()
+            .map(|o| match &o.stage {
+                Stage::Qos1Sent(p) | Stage::Qos2Sent(p) => InflightMessage::Publish(p.clone()),
+                Stage::Released => InflightMessage::PubRel(o.pid),
+            })
+            .collect();
+        ResumeState {
+            inflight,
+            queued: self
+                .queue
+                .iter()
+                .filter(|p| p.qos() != QoS::AtMostOnce)
+                .cloned()
+                .collect(),
+            inbound_qos2: self.inbound_qos2.iter().copied().collect(),
+            subscriptions: self.subscriptions.iter().cloned().collect(),
+        }
+    }
+
     // ----- observers ----------------------------------------------------
 
     /// The counters.

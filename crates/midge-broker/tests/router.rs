@@ -205,7 +205,12 @@ fn mqtt_3_1_2_5_offline_persistent_session_queues_qos1_and_qos2_only() {
     assert!(present);
     let bodies: Vec<_> = resume.queued.iter().map(|p| p.payload.to_vec()).collect();
     assert_eq!(bodies, vec![b"1".to_vec(), b"2".to_vec()]);
+    // Handed to the connection, they stay recorded until the session's
+    // state replaces them: a crash now would find them again.
+    assert_eq!(r.store().queued("p").len(), 2);
+    r.checkpoint(T0, ConnId(3), &ResumeState::default());
     assert!(r.store().queued("p").is_empty());
+    assert_eq!(r.store().message_count(), 0);
 }
 
 #[test]
@@ -810,7 +815,7 @@ fn persistent_close_saves_inflight_and_resumes_it_first() {
         subscriptions: vec![Filter::new("t").unwrap()],
     };
     r.handle_closed(T0, ConnId(1), true, state);
-    assert_eq!(r.store().offline("p").unwrap().inflight.len(), 2);
+    assert_eq!(r.store().session_state("p").unwrap().inflight.len(), 2);
     connect(&mut r, 2, "pub", true);
     pub_from(&mut r, 2, publish("t", QoS::AtLeastOnce, false, b"later"));
     let (present, resume) = connect(&mut r, 3, "p", false);
@@ -961,16 +966,28 @@ impl midge_broker::Store for FullDisk {
     fn remove_subscription(&mut self, _: &str, _: &Filter) -> Result<(), Self::Error> {
         Err("full")
     }
-    fn save_offline(&mut self, _: &str, _: &ResumeState) -> Result<(), Self::Error> {
+    fn save_session_state(
+        &mut self,
+        _: &str,
+        _: &midge_broker::SessionState,
+    ) -> Result<(), Self::Error> {
         Err("full")
     }
-    fn push_queued(&mut self, _: &str, _: &Publish) -> Result<(), Self::Error> {
+    fn push_queued(&mut self, _: &str, _: u64, _: u64, _: &Publish) -> Result<(), Self::Error> {
         Err("full")
     }
-    fn pop_queued(&mut self, _: &str) -> Result<(), Self::Error> {
+    fn remove_queued(&mut self, _: &str, _: u64) -> Result<(), Self::Error> {
         Err("full")
     }
-    fn take_offline(&mut self, _: &str) -> Result<(), Self::Error> {
+    fn load_queue(
+        &self,
+        _: &str,
+        _: Option<u64>,
+        _: usize,
+    ) -> Result<Vec<midge_broker::QueuedMessage>, Self::Error> {
+        Err("unreadable")
+    }
+    fn commit(&mut self) -> Result<(), Self::Error> {
         Err("full")
     }
     fn remove_session(&mut self, _: &str) -> Result<(), Self::Error> {
@@ -997,13 +1014,19 @@ fn store_failures_are_counted_and_routing_goes_on() {
     connect(&mut r, 2, "pub", true);
     r.handle_publish(T0, ConnId(2), publish("t", QoS::AtLeastOnce, true, b"m"));
     assert!(drain(&mut r).is_empty());
-    // subscription, offline snapshot, queued message, retained message
+    // subscription, session state, queued message, retained message
     assert_eq!(r.stats().store_failures, 4);
     assert_eq!(r.offline_len("p"), 1);
     let (present, resume) = connect(&mut r, 3, "p", false);
     assert!(present);
     assert_eq!(resume.queued.len(), 1);
+    // Resuming writes nothing; a failed commit is counted and keeps the
+    // changes pending.
+    assert_eq!(r.stats().store_failures, 4);
+    let ticket = r.commit_ticket().unwrap();
+    assert_eq!(r.commit(), Err("full"));
     assert_eq!(r.stats().store_failures, 5);
+    assert!(!r.is_committed(ticket));
 }
 
 #[test]

@@ -106,7 +106,10 @@ use midge_topic::{matches_str, SubscriptionFilter, SubscriptionIndex, TopicFilte
 
 pub use auth::{AllowAll, Auth};
 pub use shard::{shard_of, ShardConn, ShardMessage};
-pub use store::{MemoryStore, Recovered, RecoveredSession, Store};
+pub use store::{
+    with_entry_qos, MemoryStore, MessageId, QueuedMessage, Recovered, RecoveredSession,
+    SessionState, Store,
+};
 
 use crate::config::{OverflowPolicy, SlowSubscriberPolicy};
 use crate::event::{DeliverOutcome, DropReason, Event, InflightMessage, ResumeState};
@@ -180,6 +183,15 @@ pub struct RouterConfig {
     /// [`SlowSubscriberPolicy::BackPressure`]: no message is lost to a
     /// merely slow subscriber.
     pub slow_subscriber: SlowSubscriberPolicy,
+    /// Whether the messages handed to a connected persistent session are
+    /// recorded in the [`Store`] too (as queue entries, until
+    /// [`Router::checkpoint`] or the end of the connection replaces them
+    /// with the session's state), so that what a publisher had
+    /// acknowledged survives a crash while the subscriber is connected.
+    /// Turn it on with a durable store, and then checkpoint connected
+    /// persistent sessions before every commit. Default false: connected
+    /// sessions' messages live in their `ServerSession` only.
+    pub record_online: bool,
 }
 
 impl Default for RouterConfig {
@@ -199,6 +211,7 @@ impl Default for RouterConfig {
             shards: 1,
             shard: 0,
             slow_subscriber: SlowSubscriberPolicy::BackPressure,
+            record_online: false,
         }
     }
 }
@@ -245,6 +258,10 @@ pub struct RouterStats {
     /// authoritative while it runs; what failed to be recorded would be
     /// missing after a restart.
     pub store_failures: u64,
+    /// [`Store`] calls made (each a change to be committed).
+    pub store_writes: u64,
+    /// Successful [`Store::commit`]s through [`Router::commit`].
+    pub store_commits: u64,
     /// Events for connections the router does not know (ignored).
     pub unknown_connections: u64,
     /// CONNECTs refused because the client id belongs to another shard
@@ -409,9 +426,18 @@ struct Session {
     username: Option<String>,
     will: Option<LastWill>,
     subs: BTreeMap<Filter, QoS>,
-    /// Offline state: inflight, queued, inbound QoS 2 ids.
+    /// Offline state: inflight, queued, inbound QoS 2 ids. The first
+    /// `offline.queued.len() - queue_refs.len()` queued messages are held
+    /// in the recorded [`SessionState`]; the others are queue entries.
     offline: ResumeState,
     offline_bytes: usize,
+    /// The store's (seq, message) of the last queued messages.
+    queue_refs: VecDeque<(u64, MessageId)>,
+    /// Queue entries recorded for messages handed to the connection since
+    /// the session state was last recorded.
+    journal: Vec<u64>,
+    /// The next queue seq.
+    next_seq: u64,
 }
 
 impl Session {
@@ -424,7 +450,39 @@ impl Session {
             subs: BTreeMap::new(),
             offline: ResumeState::default(),
             offline_bytes: 0,
+            queue_refs: VecDeque::new(),
+            journal: Vec::new(),
+            next_seq: 0,
         }
+    }
+
+    /// How many of the first queued messages the recorded state holds.
+    fn held(&self) -> usize {
+        self.offline
+            .queued
+            .len()
+            .saturating_sub(self.queue_refs.len())
+    }
+
+    /// The state record of an offline session.
+    fn held_state(&self) -> SessionState {
+        let mut state = SessionState::default();
+        state.inflight.clone_from(&self.offline.inflight);
+        state.inbound_qos2.clone_from(&self.offline.inbound_qos2);
+        state.queued = self
+            .offline
+            .queued
+            .iter()
+            .take(self.held())
+            .cloned()
+            .collect();
+        state
+    }
+
+    fn take_seq(&mut self) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq = seq.saturating_add(1);
+        seq
     }
 
     fn online(&self) -> Option<ConnId> {
@@ -486,7 +544,45 @@ pub struct Router<S: Store, A: Auth> {
     publishing: Option<ConnId>,
     /// The publisher of the shard message being handled.
     origin: Option<ShardConn>,
+    /// The next [`MessageId`], and the last message given one (shared by
+    /// every queue it goes to).
+    next_message_id: MessageId,
+    last_message: Option<(MessageId, Publish)>,
+    /// `stats.store_writes` at the last successful commit.
+    committed: u64,
     stats: RouterStats,
+}
+
+/// A point in the router's stream of [`Store`] changes, from
+/// [`Router::commit_ticket`]: an acknowledgement that waits for it may be
+/// sent once [`Router::is_committed`] says so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CommitTicket(u64);
+
+impl RouterStats {
+    /// Counts a store call.
+    fn record<E>(&mut self, result: Result<(), E>) {
+        self.store_writes = self.store_writes.saturating_add(1);
+        self.store_failures = self.store_failures.saturating_add(failed(result));
+    }
+}
+
+/// The id of `publish` for the store: the last message's when it is the
+/// same message (fan-out), a new one otherwise.
+fn message_id(
+    next: &mut MessageId,
+    last: &mut Option<(MessageId, Publish)>,
+    publish: &Publish,
+) -> MessageId {
+    if let Some((id, p)) = last {
+        if p.topic == publish.topic && p.retain == publish.retain && p.payload == publish.payload {
+            return *id;
+        }
+    }
+    let id = *next;
+    *next = id.saturating_add(1);
+    *last = Some((id, publish.clone()));
+    id
 }
 
 /// Unreported deliveries whose publisher a target's queue remembers (see
@@ -553,6 +649,9 @@ impl<S: Store, A: Auth> Router<S, A> {
             origins: BTreeMap::new(),
             publishing: None,
             origin: None,
+            next_message_id: 0,
+            last_message: None,
+            committed: 0,
             stats: RouterStats::default(),
         }
     }
@@ -728,15 +827,29 @@ impl<S: Store, A: Auth> Router<S, A> {
     /// restored then.
     pub fn recover(&mut self, now: Instant) -> Result<(), S::Error> {
         let recovered = self.store.recover()?;
+        self.next_message_id = self.next_message_id.max(recovered.next_message_id);
         for r in recovered.sessions {
             if self.sessions.contains_key(&r.client_id) {
                 continue;
             }
             let mut session = Session::new(false, Link::Offline(now));
-            let mut state = r.state;
-            state.subscriptions.clear();
-            session.offline_bytes = state_bytes(&state);
-            session.offline = state;
+            session.next_seq = r.next_seq;
+            session.offline.inflight = r.state.inflight;
+            session.offline.queued = r.state.queued;
+            session.offline.inbound_qos2 = r.state.inbound_qos2;
+            if r.queue_len > 0 {
+                let limit = self.config.max_offline_messages;
+                match self.store.load_queue(&r.client_id, None, limit) {
+                    Ok(entries) => {
+                        for e in entries {
+                            session.queue_refs.push_back((e.seq, e.message));
+                            session.offline.queued.push(e.publish);
+                        }
+                    }
+                    Err(_) => self.stats.store_failures += 1,
+                }
+            }
+            session.offline_bytes = state_bytes(&session.offline);
             for (filter, qos) in r.subscriptions {
                 self.index_add(&r.client_id, &filter, qos);
                 self.broadcast(&ShardMessage::Subscribed {
@@ -875,8 +988,13 @@ impl<S: Store, A: Auth> Router<S, A> {
         session.will = request.will;
         let mut resume = core::mem::take(&mut session.offline);
         session.offline_bytes = 0;
+        // The queue entries move to the connection with the messages; they
+        // stay recorded until the session's state replaces them.
+        let moved = core::mem::take(&mut session.queue_refs);
+        session
+            .journal
+            .extend(moved.into_iter().map(|(seq, _)| seq));
         if session_present {
-            self.stats.store_failures += failed(self.store.take_offline(&client_id));
             resume.subscriptions = session.subs.keys().cloned().collect();
         } else {
             resume = ResumeState::default();
@@ -905,7 +1023,7 @@ impl<S: Store, A: Auth> Router<S, A> {
             self.unsubscribe_everywhere(client_id, filter);
         }
         self.set_presence(client_id, false);
-        self.stats.store_failures += failed(self.store.remove_session(client_id));
+        self.stats.record(self.store.remove_session(client_id));
     }
 
     /// A connection's [`Event::Publish`]: route the message.
@@ -975,7 +1093,7 @@ impl<S: Store, A: Auth> Router<S, A> {
         }
         let mut stored = with_qos(publish.clone(), publish.qos());
         stored.retain = true;
-        self.stats.store_failures += failed(self.store.save_retained(&stored));
+        self.stats.record(self.store.save_retained(&stored));
         self.retained_bytes = self
             .retained_bytes
             .saturating_sub(old_bytes)
@@ -987,7 +1105,7 @@ impl<S: Store, A: Auth> Router<S, A> {
     fn forget_retained(&mut self, topic: &str) {
         if let Some(old) = self.retained.remove(topic) {
             self.retained_bytes = self.retained_bytes.saturating_sub(message_bytes(&old));
-            self.stats.store_failures += failed(self.store.remove_retained(topic));
+            self.stats.record(self.store.remove_retained(topic));
         }
     }
 
@@ -1101,6 +1219,13 @@ impl<S: Store, A: Auth> Router<S, A> {
             return;
         };
         if let Some(conn) = session.online() {
+            if self.config.record_online && !session.clean && publish.qos() != QoS::AtMostOnce {
+                let seq = session.take_seq();
+                session.journal.push(seq);
+                let id = message_id(&mut self.next_message_id, &mut self.last_message, &publish);
+                self.stats
+                    .record(self.store.push_queued(client_id, seq, id, &publish));
+            }
             self.actions.push_back(Action::Deliver { conn, publish });
             self.note_origin(conn);
             return;
@@ -1123,10 +1248,17 @@ impl<S: Store, A: Auth> Router<S, A> {
         if !fits(session) {
             if self.config.offline_overflow == OverflowPolicy::DropOldest {
                 while !fits(session) && !session.offline.queued.is_empty() {
+                    let held = session.held();
                     let old = session.offline.queued.remove(0);
                     session.offline_bytes =
                         session.offline_bytes.saturating_sub(message_bytes(&old));
-                    self.stats.store_failures += failed(self.store.pop_queued(client_id));
+                    if held > 0 {
+                        let state = session.held_state();
+                        self.stats
+                            .record(self.store.save_session_state(client_id, &state));
+                    } else if let Some((seq, _)) = session.queue_refs.pop_front() {
+                        self.stats.record(self.store.remove_queued(client_id, seq));
+                    }
                     self.stats.offline_dropped_oldest += 1;
                 }
             }
@@ -1136,7 +1268,11 @@ impl<S: Store, A: Auth> Router<S, A> {
             }
         }
         session.offline_bytes = session.offline_bytes.saturating_add(size);
-        self.stats.store_failures += failed(self.store.push_queued(client_id, &publish));
+        let seq = session.take_seq();
+        let id = message_id(&mut self.next_message_id, &mut self.last_message, &publish);
+        self.stats
+            .record(self.store.push_queued(client_id, seq, id, &publish));
+        session.queue_refs.push_back((seq, id));
         session.offline.queued.push(publish);
     }
 
@@ -1239,11 +1375,10 @@ impl<S: Store, A: Auth> Router<S, A> {
             session.subs.insert(request.filter.clone(), qos);
         }
         if !clean {
-            self.stats.store_failures += failed(self.store.save_subscription(
-                client_id,
-                &request.filter,
-                qos,
-            ));
+            self.stats.record(
+                self.store
+                    .save_subscription(client_id, &request.filter, qos),
+            );
         }
         SubscribeReturnCode::Success(qos)
     }
@@ -1328,8 +1463,8 @@ impl<S: Store, A: Auth> Router<S, A> {
             if let Some(clean) = removed {
                 self.unsubscribe_everywhere(&client_id, &filter);
                 if !clean {
-                    self.stats.store_failures +=
-                        failed(self.store.remove_subscription(&client_id, &filter));
+                    self.stats
+                        .record(self.store.remove_subscription(&client_id, &filter));
                 }
             }
         }
@@ -1362,6 +1497,9 @@ impl<S: Store, A: Auth> Router<S, A> {
                 // old connection's.
                 let mut merged = resume;
                 merged.subscriptions.clear();
+                if !session.clean {
+                    self.record_closed(&client_id, &mut session, &merged);
+                }
                 let gap = core::mem::take(&mut session.offline.queued);
                 merged.queued.extend(gap);
                 session.offline = merged;
@@ -1387,11 +1525,10 @@ impl<S: Store, A: Auth> Router<S, A> {
                 } else {
                     let mut state = resume;
                     state.subscriptions.clear();
+                    self.record_closed(&client_id, &mut session, &state);
                     state.queued.append(&mut session.offline.queued);
                     session.offline_bytes = state_bytes(&state);
                     session.offline = state;
-                    self.stats.store_failures +=
-                        failed(self.store.save_offline(&client_id, &session.offline));
                     self.sessions.insert(client_id.clone(), session);
                     self.set_presence(&client_id, false);
                 }
@@ -1463,6 +1600,92 @@ impl<S: Store, A: Auth> Router<S, A> {
             match group {
                 Some(key) if !own => self.share(now, key, publish, Some(client_id)),
                 _ => self.stats.clean_session_discarded += 1,
+            }
+        }
+    }
+
+    /// Records the state a persistent session's connection handed back
+    /// (`state`, without the messages the router queued meanwhile) and
+    /// drops the queue entries of what the connection had been handed.
+    fn record_closed(&mut self, client_id: &str, session: &mut Session, state: &ResumeState) {
+        let record = SessionState::from_resume(state);
+        self.stats
+            .record(self.store.save_session_state(client_id, &record));
+        for seq in core::mem::take(&mut session.journal) {
+            self.stats.record(self.store.remove_queued(client_id, seq));
+        }
+    }
+
+    // ----- durability ---------------------------------------------------
+
+    /// Records the current state of a connected persistent session, so
+    /// that a crash from now on resumes it with these inflight messages
+    /// (same packet ids), unsent messages and inbound QoS 2 ids; the queue
+    /// entries of the messages it was handed so far are dropped, since
+    /// `state` holds them now.
+    ///
+    /// `state` is [`ServerSession::resume_snapshot`](crate::ServerSession::resume_snapshot)
+    /// taken after every [`Action::Deliver`] this router emitted for `conn`
+    /// was applied (a delivery still on its way would be lost by a crash
+    /// before the next checkpoint). Call it for connections whose session
+    /// changed, before [`Router::commit`]; with
+    /// [`RouterConfig::record_online`] off it is needed only to make
+    /// inbound QoS 2 ids and inflight state survive a crash. Clean sessions
+    /// and unknown connections are ignored.
+    pub fn checkpoint(&mut self, _now: Instant, conn: ConnId, state: &ResumeState) {
+        let Some(client_id) = self.conns.get(&conn).cloned() else {
+            self.stats.unknown_connections += 1;
+            return;
+        };
+        let Some(mut session) = self.sessions.remove(&client_id) else {
+            return;
+        };
+        if !session.clean && session.online() == Some(conn) {
+            self.record_closed(&client_id, &mut session, state);
+        }
+        self.sessions.insert(client_id, session);
+    }
+
+    /// The commit that the changes recorded so far wait for, or `None`
+    /// when everything recorded is committed. After
+    /// [`handle_publish`](Self::handle_publish) of a QoS 1/2 message whose
+    /// acknowledgement waits ([`ServerConfig::ack_after_route`](crate::ServerConfig::ack_after_route)),
+    /// a durable adapter holds the [`AckToken`](crate::AckToken) until
+    /// [`is_committed`](Self::is_committed) is true for this ticket.
+    #[must_use]
+    pub fn commit_ticket(&self) -> Option<CommitTicket> {
+        (self.stats.store_writes > self.committed).then_some(CommitTicket(self.stats.store_writes))
+    }
+
+    /// Whether the changes up to `ticket` are committed.
+    #[must_use]
+    pub fn is_committed(&self, ticket: CommitTicket) -> bool {
+        ticket.0 <= self.committed
+    }
+
+    /// Makes every change recorded so far durable with one
+    /// [`Store::commit`] (none when nothing is pending). Returns the ticket
+    /// now committed (acknowledgements waiting for it or an earlier one may
+    /// go), or `None` when there was nothing to commit.
+    ///
+    /// # Errors
+    /// The store's error; the changes stay pending (the next call tries
+    /// again) and the failure is counted in
+    /// [`RouterStats::store_failures`].
+    pub fn commit(&mut self) -> Result<Option<CommitTicket>, S::Error> {
+        let target = self.stats.store_writes;
+        if target <= self.committed {
+            return Ok(None);
+        }
+        match self.store.commit() {
+            Ok(()) => {
+                self.committed = target;
+                self.stats.store_commits = self.stats.store_commits.saturating_add(1);
+                Ok(Some(CommitTicket(target)))
+            }
+            Err(e) => {
+                self.stats.store_failures = self.stats.store_failures.saturating_add(1);
+                Err(e)
             }
         }
     }
@@ -1775,6 +1998,12 @@ impl<S: Store, A: Auth> Router<S, A> {
     #[must_use]
     pub fn store(&self) -> &S {
         &self.store
+    }
+
+    /// The store, for example to read it for a dump; changes made through
+    /// it bypass the router's records and commit tickets.
+    pub fn store_mut(&mut self) -> &mut S {
+        &mut self.store
     }
 
     /// The authorisation hook.
