@@ -105,7 +105,7 @@ impl Sim {
     fn with_denied(config: GatewayConfig, deny: &[&str]) -> Self {
         let auth = TestAuth {
             deny: deny.iter().map(|d| (*d).to_owned()).collect(),
-            deny_filters: vec!["secret/#".to_owned()],
+            deny_filters: vec!["secret/#".to_owned(), "vault/x".to_owned()],
         };
         let now = Instant::from_secs(1000);
         let mut sim = Self {
@@ -1786,5 +1786,50 @@ fn sn_6_9_broker_refusing_a_subscription_maps_to_not_supported() {
             msg_id: 4,
             return_code: ReturnCode::NotSupported
         }
+    );
+}
+
+#[test]
+fn sn_6_10_an_id_refused_by_the_broker_is_never_used_without_register() {
+    let mut sim = Sim::new(Sim::config());
+    sim.connect(1, "dev1", true, 60);
+    let wide = sim.subscribe(1, name("vault/+"), QoS::AtMostOnce, 1);
+    assert_eq!(wide.return_code, ReturnCode::Accepted);
+    let refused = sim.subscribe(1, name("vault/x"), QoS::AtMostOnce, 2);
+    assert_eq!(refused.return_code, ReturnCode::NotSupported);
+    sim.publish_from_broker("vault/x", b"v", MqttQoS::AtMostOnce);
+    assert!(
+        matches!(sim.recv(1).as_slice(), [Message::Register(r)] if r.topic_name.as_str() == "vault/x"),
+        "the client never learned an id for vault/x"
+    );
+}
+
+#[test]
+fn sn_6_7_the_id_from_suback_wins_over_short_and_predefined_forms() {
+    let config = Sim::config().with_predefined(5, "plant/boiler");
+    let mut sim = Sim::new(config);
+    sim.connect(1, "dev1", true, 60);
+    let short = sim.subscribe(1, name("ab"), QoS::AtMostOnce, 1);
+    let pre = sim.subscribe(1, name("plant/boiler"), QoS::AtMostOnce, 2);
+    assert_ne!(short.topic_id, TopicId(0));
+    assert_ne!(pre.topic_id, short.topic_id);
+    sim.publish_from_broker("ab", b"1", MqttQoS::AtMostOnce);
+    sim.publish_from_broker("plant/boiler", b"2", MqttQoS::AtMostOnce);
+    assert_eq!(
+        sim.recv(1),
+        vec![
+            Message::Publish(publish(
+                Topic::TopicId(short.topic_id),
+                PublishQoS::AtMostOnce,
+                0,
+                b"1"
+            )),
+            Message::Publish(publish(
+                Topic::TopicId(pre.topic_id),
+                PublishQoS::AtMostOnce,
+                0,
+                b"2"
+            )),
+        ]
     );
 }

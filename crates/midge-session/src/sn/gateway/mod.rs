@@ -230,6 +230,9 @@ struct Link {
 struct SubRequest {
     msg_id: u16,
     topic_id: u16,
+    /// `topic_id` is a normal id of the registry, known to the client once
+    /// SUBACK accepts.
+    normal: bool,
 }
 
 /// One SN client.
@@ -1104,7 +1107,7 @@ impl<A: Clone + Ord> Gateway<A> {
             msg_id: s.msg_id,
             return_code: code,
         };
-        let (filter, topic_id) = match &s.topic {
+        let (filter, topic_id, normal) = match &s.topic {
             SubscribeTopic::Name(name) => {
                 let name = name.as_str();
                 if validate_topic_filter(name).is_err() {
@@ -1113,10 +1116,10 @@ impl<A: Clone + Ord> Gateway<A> {
                 }
                 if name.contains(['+', '#']) {
                     // spec 6.9: ids for wildcard matches come by REGISTER.
-                    (String::from(name), 0)
+                    (String::from(name), 0, false)
                 } else {
-                    match c.registry.assign(name, true) {
-                        Some(id) => (String::from(name), id),
+                    match c.registry.assign(name, false) {
+                        Some(id) => (String::from(name), id, true),
                         None => {
                             self.answer(slot, refuse(ReturnCode::Congestion).into());
                             return;
@@ -1125,14 +1128,14 @@ impl<A: Clone + Ord> Gateway<A> {
                 }
             }
             SubscribeTopic::Predefined(id) => match self.config.predefined.get(&id.0) {
-                Some(name) => (name.clone(), id.0),
+                Some(name) => (name.clone(), id.0, false),
                 None => {
                     self.answer(slot, refuse(ReturnCode::InvalidTopicId).into());
                     return;
                 }
             },
             SubscribeTopic::Short(bytes) => match short_name(*bytes) {
-                Some(name) => (name, 0),
+                Some(name) => (name, 0, false),
                 None => {
                     self.answer(slot, refuse(ReturnCode::NotSupported).into());
                     return;
@@ -1150,6 +1153,7 @@ impl<A: Clone + Ord> Gateway<A> {
                     SubRequest {
                         msg_id: s.msg_id,
                         topic_id,
+                        normal,
                     },
                 );
             }
@@ -1369,7 +1373,11 @@ impl<A: Clone + Ord> Gateway<A> {
                 }
                 return;
             };
-            let topic = if let Some(&id) = self.predefined_by_name.get(&front_topic) {
+            // The id the client was told wins; then the forms that need no
+            // registration (spec 6.7); then a REGISTER (spec 6.10).
+            let topic = if let Some(id) = c.registry.known_id(&front_topic) {
+                Topic::TopicId(TopicId(id))
+            } else if let Some(&id) = self.predefined_by_name.get(&front_topic) {
                 Topic::Predefined(TopicId(id))
             } else if let Some(short) = short_bytes(&front_topic) {
                 Topic::Short(short)
@@ -1868,16 +1876,25 @@ impl<A: Clone + Ord> Gateway<A> {
             }
             Event::Message { publish, .. } => self.enqueue_delivery(now, slot, publish),
             Event::Subscribed { id, results } => {
-                let Some(req) = self.clients.get_mut(&slot).and_then(|c| c.subs.remove(&id)) else {
+                let Some(c) = self.clients.get_mut(&slot) else {
+                    return;
+                };
+                let Some(req) = c.subs.remove(&id) else {
                     return;
                 };
                 let suback = match results.first() {
-                    Some(SubscribeReturnCode::Success(q)) => SubAck {
-                        qos: sn_qos(*q),
-                        topic_id: TopicId(req.topic_id),
-                        msg_id: req.msg_id,
-                        return_code: ReturnCode::Accepted,
-                    },
+                    Some(SubscribeReturnCode::Success(q)) => {
+                        // The client learns the id from this SUBACK.
+                        if req.normal {
+                            c.registry.mark_known(req.topic_id);
+                        }
+                        SubAck {
+                            qos: sn_qos(*q),
+                            topic_id: TopicId(req.topic_id),
+                            msg_id: req.msg_id,
+                            return_code: ReturnCode::Accepted,
+                        }
+                    }
                     _ => SubAck {
                         qos: SnQoS::AtMostOnce,
                         topic_id: TopicId(0),

@@ -98,6 +98,13 @@ impl Registry {
         Some(id)
     }
 
+    /// The id of `name` if the client knows it (and did not refuse it).
+    pub(crate) fn known_id(&self, name: &str) -> Option<u16> {
+        let id = *self.by_name.get(name)?;
+        let e = self.by_id.get(&id)?;
+        (e.known && !e.rejected).then_some(id)
+    }
+
     /// How to address `name` in a PUBLISH to the client.
     pub(crate) fn lookup_for_delivery(&mut self, name: &str) -> Lookup {
         match self
@@ -174,7 +181,9 @@ mod tests {
         assert_eq!(r.lookup_for_delivery("x/y"), Lookup::NeedsRegister(1));
         r.mark_known(1);
         assert_eq!(r.lookup_for_delivery("x/y"), Lookup::Known(1));
+        assert_eq!(r.known_id("x/y"), Some(1));
         r.forget_known();
+        assert_eq!(r.known_id("x/y"), None);
         assert_eq!(r.lookup_for_delivery("x/y"), Lookup::NeedsRegister(1));
         r.mark_rejected(1);
         assert_eq!(r.lookup_for_delivery("x/y"), Lookup::Rejected);
