@@ -1833,3 +1833,62 @@ fn sn_6_7_the_id_from_suback_wins_over_short_and_predefined_forms() {
         ]
     );
 }
+
+fn dropped(sim: &Sim, reason: DropReason) -> usize {
+    sim.events
+        .iter()
+        .filter(|e| matches!(e, GatewayEvent::Dropped { reason: r, .. } if *r == reason))
+        .count()
+}
+
+#[test]
+fn sn_6_10_delivery_needing_an_id_beyond_the_registry_limit_is_dropped() {
+    let mut config = Sim::config();
+    config.max_registrations = 1;
+    let mut sim = Sim::new(config);
+    sim.connect(1, "dev1", true, 60);
+    sim.subscribe(1, name("w/+"), QoS::AtMostOnce, 1);
+    sim.publish_from_broker("w/a", b"1", MqttQoS::AtMostOnce);
+    let got = sim.recv(1);
+    let [Message::Register(r)] = got.as_slice() else {
+        panic!("{got:?}")
+    };
+    sim.send(
+        1,
+        RegAck {
+            topic_id: r.topic_id,
+            msg_id: r.msg_id,
+            return_code: ReturnCode::Accepted,
+        },
+    );
+    assert_eq!(sim.recv(1).len(), 1, "w/a delivered");
+    sim.publish_from_broker("w/b", b"2", MqttQoS::AtMostOnce);
+    assert!(sim.recv(1).is_empty());
+    assert_eq!(dropped(&sim, DropReason::RegistryFull), 1);
+    assert_eq!(sim.gw.registrations("dev1"), Some(1));
+}
+
+#[test]
+fn sn_6_10_message_too_long_for_a_datagram_is_dropped_silently() {
+    let mut config = Sim::config();
+    config.max_datagram = 32;
+    let mut sim = Sim::new(config);
+    sim.connect(1, "dev1", true, 60);
+    sim.subscribe(1, SubscribeTopic::Short(*b"lg"), QoS::AtMostOnce, 1);
+    sim.publish_from_broker(
+        "lg",
+        b"this payload is far too long for 32 octets",
+        MqttQoS::AtMostOnce,
+    );
+    sim.publish_from_broker("lg", b"fits", MqttQoS::AtMostOnce);
+    assert_eq!(
+        sim.recv(1),
+        vec![Message::Publish(publish(
+            Topic::Short(*b"lg"),
+            PublishQoS::AtMostOnce,
+            0,
+            b"fits"
+        ))]
+    );
+    assert_eq!(dropped(&sim, DropReason::TooLong), 1);
+}

@@ -44,6 +44,47 @@
 //! Key types: [`Gateway`], [`GatewayConfig`], [`Peer`], [`Transmit`] and
 //! [`Destination`], [`BrokerOp`] and [`ConnKey`], [`GatewayEvent`],
 //! [`ClientState`], and the errors [`PeerError`] and [`ConfigError`].
+//!
+//! # Example
+//!
+//! ```
+//! use bytes::BytesMut;
+//! use midge_codec::{ConnAck, ConnectReturnCode, Encode};
+//! use midge_session::sn::gateway::{BrokerOp, Destination, Gateway, GatewayConfig};
+//! use midge_sn_codec::{ClientId, Connect, Message, ReturnCode};
+//! use midge_time::Instant;
+//!
+//! let now = Instant::from_secs(1);
+//! let mut gw: Gateway<&str> = Gateway::new(GatewayConfig::new(1), now)?;
+//!
+//! // An SN client connects (datagram from "node-1").
+//! let connect = Message::Connect(Connect {
+//!     will: false,
+//!     clean_session: true,
+//!     duration: 60,
+//!     client_id: ClientId::from("sensor-1"),
+//! });
+//! let mut datagram = BytesMut::new();
+//! connect.encode(&mut datagram)?;
+//! gw.handle_datagram(now, "node-1", &datagram)?;
+//!
+//! // The gateway asks for a broker connection; the caller opens it.
+//! let Some(BrokerOp::Open(key)) = gw.poll_broker() else { unreachable!() };
+//! gw.handle_broker_opened(now, key);
+//! let Some(BrokerOp::Write(_, connect_bytes)) = gw.poll_broker() else { unreachable!() };
+//! assert_eq!(connect_bytes[0], 0x10); // an MQTT CONNECT, for the broker
+//!
+//! // The broker accepts; the SN client gets its CONNACK.
+//! let mut reply = BytesMut::new();
+//! ConnAck::new(ConnectReturnCode::Accepted, false).encode(&mut reply)?;
+//! gw.handle_broker_read(now, key, &reply);
+//! let mut out = BytesMut::new();
+//! let t = gw.poll_transmit(now, &mut out).expect("CONNACK");
+//! assert_eq!(t.to, Destination::Unicast("node-1"));
+//! let Message::ConnAck(ack) = midge_sn_codec::decode_slice(&out)? else { unreachable!() };
+//! assert_eq!(ack.return_code, ReturnCode::Accepted);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod codes;
 mod config;
