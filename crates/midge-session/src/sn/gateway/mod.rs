@@ -41,6 +41,30 @@
 //! close; it need not report that close back. Writes must be applied in
 //! order and never dropped: they are parts of one MQTT byte stream.
 //!
+//! # Behaviour worth knowing
+//!
+//! - A client's QoS 1 PUBLISH gets PUBACK when the broker acknowledged it; a
+//!   QoS 2 PUBLISH gets PUBREC at once (the gateway owns it then, forwards it
+//!   once, and recognises a duplicate by MsgId until PUBREL).
+//! - Toward a client, one exchange needing an answer (REGISTER, PUBLISH QoS
+//!   1/2, PUBREL, a will prompt) is open at a time, retransmitted every
+//!   T_retry with DUP set; QoS 0 messages go back to back. Messages waiting
+//!   behind it, or for a sleeping client, count against `max_buffered`.
+//! - The topic of a delivery is addressed by the id the client was told
+//!   (SUBACK, REGACK), else a pre-defined id, else a short name (two-octet
+//!   names), else a new id announced by REGISTER first. After a reconnect
+//!   without clean session every id is announced again before use.
+//! - A lost client's will is published by the gateway itself (so that will
+//!   updates count), then the broker connection is closed with DISCONNECT.
+//!   The broker's copy of the will, from the MQTT CONNECT, only matters if
+//!   the gateway itself goes away.
+//! - A CONNECT without clean session from a client whose broker connection
+//!   is still up (asleep, awake, active) reuses it: CONNACK comes at once.
+//! - Acknowledgements for nothing the gateway waits for are ignored and
+//!   counted ([`GatewayStats::stale_acks`]).
+//! - `handle_timeout` and `poll_timeout` walk every client: their cost grows
+//!   with `max_clients`.
+//!
 //! Key types: [`Gateway`], [`GatewayConfig`], [`Peer`], [`Transmit`] and
 //! [`Destination`], [`BrokerOp`] and [`ConnKey`], [`GatewayEvent`],
 //! [`ClientState`], and the errors [`PeerError`] and [`ConfigError`].
