@@ -49,6 +49,9 @@ pub(crate) struct FileConfig {
     /// Table `[session]`.
     #[serde(default)]
     pub(crate) session: Session,
+    /// Table `[auth]`.
+    #[serde(default)]
+    pub(crate) auth: crate::auth::AuthConfig,
 }
 
 /// Table `[limits]`.
@@ -331,6 +334,8 @@ pub(crate) struct Settings {
     pub(crate) router: RouterConfig,
     /// Each connection's limits and switches.
     pub(crate) session: ServerConfig,
+    /// Password file, ACL file and anonymous access.
+    pub(crate) auth: crate::auth::AuthConfig,
 }
 
 /// What the command line contributes to [`Settings`].
@@ -492,6 +497,7 @@ impl Settings {
                 .map_or(server_defaults.max_write_buffer, |s| s.0),
             router,
             session,
+            auth: file.auth,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! `midged`, the Midge MQTT 3.1.1 broker: the `midge-server` broker on
 //! tokio, with a command line, a TOML configuration file, logging, signal
-//! handling and exit codes around it.
+//! handling and exit codes around it. The `[auth]` table adds a password
+//! file and an ACL file (module `auth`), re-read on SIGHUP.
 //!
 //! What it deliberately does not do: any protocol or routing work (the
 //! sans-IO cores and `midge-server` do it all), persistence (the durable
@@ -14,6 +15,7 @@
 //! or configuration file.
 #![forbid(unsafe_code)]
 
+mod auth;
 mod cli;
 mod config;
 mod units;
@@ -23,7 +25,9 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::Parser;
-use midge_tokio::{Runtime, Server, TokioRuntime};
+use midge_broker::MemoryStore;
+use midge_server::Server;
+use midge_tokio::{Runtime, TokioRuntime};
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::Args;
@@ -53,6 +57,17 @@ fn main() -> ExitCode {
     };
     let settings = Settings::resolve(file, &overrides);
     init_logging(args.log_level(), settings.log_level);
+    let auth = match settings
+        .auth
+        .check_listeners(&settings.listeners)
+        .and_then(|()| settings.auth.load())
+    {
+        Ok(rules) => auth::SharedAuth::new(rules),
+        Err(message) => {
+            eprintln!("midged: bad configuration: {message}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -64,7 +79,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_RUNTIME);
         }
     };
-    match runtime.block_on(serve(&settings)) {
+    match runtime.block_on(serve(&settings, auth)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             tracing::error!("{message}");
@@ -100,19 +115,23 @@ fn list(addrs: &[SocketAddr]) -> String {
 }
 
 /// Binds, serves until SIGINT or SIGTERM, then shuts down gracefully.
-async fn serve(settings: &Settings) -> Result<(), String> {
+async fn serve(settings: &Settings, auth: auth::SharedAuth) -> Result<(), String> {
     let rt = TokioRuntime::current();
     let options = settings.server_options();
     let shards = options.shard_count();
-    let server = Server::bind(rt.clone(), options)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", list(&settings.listeners)))?;
+    let shard_auth = auth.clone();
+    let server = Server::bind_with(rt.clone(), options, move |_| {
+        (MemoryStore::new(), shard_auth.clone())
+    })
+    .await
+    .map_err(|e| format!("cannot listen on {}: {e}", list(&settings.listeners)))?;
     for addr in server.local_addrs() {
         // Tests and scripts read this line to learn a port chosen with -p 0.
         tracing::info!("listening on {addr}");
     }
     tracing::info!(shards, "midged {} ready", env!("CARGO_PKG_VERSION"));
     let handle = server.handle();
+    tokio::spawn(reload_on_sighup(settings.auth.clone(), auth));
     let run = server.run();
     tokio::pin!(run);
     tokio::select! {
@@ -151,5 +170,44 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Re-reads the `[auth]` files on every SIGHUP and installs them for all
+/// shards; connections stay up. A file that cannot be read or parsed keeps
+/// the rules in force (the error is logged).
+async fn reload_on_sighup(config: auth::AuthConfig, auth: auth::SharedAuth) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot watch SIGHUP: [auth] files will not be reloaded");
+            return;
+        };
+        while hangup.recv().await.is_some() {
+            match config.load() {
+                Ok(rules) => {
+                    auth.replace(rules);
+                    let denials = auth.denials();
+                    tracing::info!(
+                        refused_connects =
+                            denials.connects.load(std::sync::atomic::Ordering::Relaxed),
+                        denied_publishes =
+                            denials.publishes.load(std::sync::atomic::Ordering::Relaxed),
+                        denied_subscribes = denials
+                            .subscribes
+                            .load(std::sync::atomic::Ordering::Relaxed),
+                        "SIGHUP: [auth] files reloaded"
+                    );
+                }
+                Err(message) => {
+                    tracing::error!("SIGHUP: {message}; keeping the previous [auth] rules");
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (config, auth);
     }
 }
