@@ -156,3 +156,91 @@ fn ask() -> Result<String, Failure> {
         Err(Failure::new(Exit::Other, "the passwords do not match"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+    use clap::Parser;
+
+    fn args(list: &[&str]) -> PasswdArgs {
+        let mut all = vec!["midge", "passwd"];
+        all.extend_from_slice(list);
+        match crate::cli::Cli::try_parse_from(all).unwrap().command {
+            crate::cli::Command::Passwd(a) => a,
+            other => panic!("parsed {other:?}"),
+        }
+    }
+
+    fn temp(name: &str) -> PathBuf {
+        let path = std::env::temp_dir().join(format!("midge-passwd-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        path
+    }
+
+    #[test]
+    fn create_update_and_delete_users() {
+        let path = temp("cud");
+        let file = path.to_str().unwrap();
+        run(&args(&["-c", "-b", file, "alice", "one"])).unwrap();
+        run(&args(&["-b", file, "bob", "two"])).unwrap();
+        run(&args(&["-b", file, "alice", "three"])).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("alice:$7$10000$"), "{text}");
+        let parsed = PasswordFile::parse(&text).unwrap();
+        assert_eq!(parsed.users(), ["alice", "bob"]);
+        assert!(parsed.verify("alice", b"three") && !parsed.verify("alice", b"one"));
+        assert!(parsed.verify("bob", b"two"));
+        run(&args(&["-D", file, "bob"])).unwrap();
+        let failure = run(&args(&["-D", file, "bob"])).unwrap_err();
+        assert_eq!(failure.exit, Exit::Other);
+        let parsed = PasswordFile::parse(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(parsed.users(), ["alice"]);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn refusals() {
+        let path = temp("refusals");
+        let file = path.to_str().unwrap();
+        // No file without -c.
+        assert_eq!(
+            run(&args(&["-b", file, "a", "x"])).unwrap_err().exit,
+            Exit::Other
+        );
+        assert_eq!(
+            run(&args(&["-c", "-b", file, "a:b", "x"]))
+                .unwrap_err()
+                .exit,
+            Exit::Usage
+        );
+        assert_eq!(
+            run(&args(&["-c", "-b", file, "a", ""])).unwrap_err().exit,
+            Exit::Usage
+        );
+        // A password without -b, -D with -c: usage errors from clap.
+        for bad in [
+            vec![file, "a", "x"],
+            vec!["-c", "-D", file, "a"],
+            vec!["-b", file, "a"],
+        ] {
+            let mut all = vec!["midge", "passwd"];
+            all.extend_from_slice(&bad);
+            assert!(crate::cli::Cli::try_parse_from(all).is_err(), "{bad:?}");
+        }
+        // A file that is not a password file is not overwritten.
+        std::fs::write(&path, "alice:plaintext\n").unwrap();
+        assert_eq!(
+            run(&args(&["-b", file, "bob", "x"])).unwrap_err().exit,
+            Exit::Other
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "alice:plaintext\n");
+        let _ = std::fs::remove_file(&path);
+    }
+}
