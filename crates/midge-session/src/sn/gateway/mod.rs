@@ -817,10 +817,26 @@ impl<A: Clone + Ord> Gateway<A> {
         client.prompt_topic = None;
         // A publish in flight goes back to the buffer; it is sent again after
         // CONNACK unless the session is clean.
+        let mut overflow = false;
         if let Some(d) = client.inflight_delivery.take() {
             client.outbox.push_front(d);
+            // The buffer may have been full behind it: the newest goes.
+            if client.outbox.len() > self.config.max_buffered {
+                client.outbox.pop_back();
+                overflow = true;
+            }
         }
         client.inflight = None;
+        if overflow {
+            let client_id = client.client_id.clone();
+            self.event(GatewayEvent::Dropped {
+                client_id: Some(client_id),
+                reason: DropReason::BufferFull,
+            });
+        }
+        let Some(client) = self.clients.get_mut(&slot) else {
+            return Ok(());
+        };
         if c.clean_session {
             // spec 6.3: a clean session also forgets the will.
             client.registry.clear();
