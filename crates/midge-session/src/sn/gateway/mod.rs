@@ -396,6 +396,8 @@ pub struct Gateway<A> {
     broker_ops: VecDeque<BrokerOp>,
     events: VecDeque<GatewayEvent<A>>,
     next_advertise: Option<Instant>,
+    /// See [`Gateway::set_broker_available`].
+    available: bool,
     stats: GatewayStats,
 }
 
@@ -435,6 +437,7 @@ impl<A: Clone + Ord> Gateway<A> {
             broker_ops: VecDeque::new(),
             events: VecDeque::new(),
             next_advertise,
+            available: true,
             stats: GatewayStats::default(),
         })
     }
@@ -485,11 +488,13 @@ impl<A: Clone + Ord> Gateway<A> {
         self.by_id.get(client_id).and_then(|s| self.clients.get(s))
     }
 
-    /// Turns ADVERTISE on or off (spec 6.1: a gateway advertises only while
-    /// it can reach a server). On by default when `t_adv` is set; turning it
-    /// on again advertises at once.
-    pub fn set_advertising(&mut self, now: Instant, on: bool) {
-        self.next_advertise = match (on, self.config.t_adv, self.next_advertise) {
+    /// Tells the gateway whether the broker is reachable (spec 6.1: a gateway
+    /// makes itself known only while it can reach a server). While it is not,
+    /// no ADVERTISE goes out and SEARCHGW is not answered; when it is again,
+    /// ADVERTISE goes out at once. Available from the start.
+    pub fn set_broker_available(&mut self, now: Instant, available: bool) {
+        self.available = available;
+        self.next_advertise = match (available, self.config.t_adv, self.next_advertise) {
             (true, Some(_), Some(at)) => Some(at),
             (true, Some(_), None) => Some(now),
             _ => None,
@@ -542,6 +547,7 @@ impl<A: Clone + Ord> Gateway<A> {
         match message {
             // spec 6.1: another gateway's or a client's discovery traffic.
             Message::Advertise(_) | Message::GwInfo(_) => Ok(()),
+            Message::SearchGw(_) if !self.available => Ok(()),
             Message::SearchGw(s) => {
                 let answer = Message::GwInfo(GwInfo {
                     gw_id: self.config.gateway_id,

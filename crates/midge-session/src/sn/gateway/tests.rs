@@ -251,7 +251,7 @@ fn sn_6_8_minus_one_connection_never_opened_drops_its_pending_publishes() {
 }
 
 #[test]
-fn sn_6_1_advertise_jitter_is_seeded_and_advertising_can_be_paused() {
+fn sn_6_1_advertise_jitter_is_seeded_and_silence_while_the_broker_is_unavailable() {
     let first = |seed: u64| {
         let mut c = GatewayConfig::new(1);
         c.seed = seed;
@@ -268,11 +268,15 @@ fn sn_6_1_advertise_jitter_is_seeded_and_advertising_can_be_paused() {
     let mut c = GatewayConfig::new(1);
     c.advertise_jitter = Duration::ZERO;
     let mut rig = Rig::new(c);
-    rig.gw.set_advertising(rig.now, false);
+    rig.gw.set_broker_available(rig.now, false);
     assert_eq!(rig.gw.poll_timeout(), None);
     rig.advance_to(rig.now + Duration::from_secs(3600));
-    assert!(rig.out().is_empty());
-    rig.gw.set_advertising(rig.now, true);
+    rig.send(1, SearchGw { radius: 1 }).unwrap();
+    assert!(
+        rig.out().is_empty(),
+        "no ADVERTISE, no GWINFO without a broker"
+    );
+    rig.gw.set_broker_available(rig.now, true);
     rig.gw.handle_timeout(rig.now);
     let out = rig.out();
     assert!(matches!(
