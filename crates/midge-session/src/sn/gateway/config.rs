@@ -58,7 +58,8 @@ pub struct GatewayConfig {
     /// Most QoS 1/2 PUBLISH exchanges one client may have open toward the
     /// gateway; beyond, PUBACK "rejected: congestion". Default 8.
     pub max_client_inflight: usize,
-    /// Longest client id accepted (spec 5.3.1 says 1 to 23). Default 23.
+    /// Longest client id accepted, in bytes (spec 5.3.1 says 1 to 23
+    /// characters; MQTT counts UTF-8 bytes). Default 23.
     pub max_client_id_len: usize,
     /// Largest datagram the gateway sends; a delivery that does not fit is
     /// dropped silently toward the client (spec 6.10) and reported.

@@ -110,6 +110,7 @@ fn new_refuses_a_bad_config() {
 fn sn_6_2_mqtt_connect_carries_client_id_session_and_will_from_the_prompts() {
     let mut config = Rig::quiet();
     config.broker_keep_alive = 45;
+    config.broker_credentials = Some((String::from("gw"), Some(Bytes::from_static(b"pw"))));
     let mut rig = Rig::new(config);
     rig.send(1, connect("dev9", true)).unwrap();
     rig.send(
@@ -141,6 +142,8 @@ fn sn_6_2_mqtt_connect_carries_client_id_session_and_will_from_the_prompts() {
     assert_eq!(c.client_id.as_str(), "dev9");
     assert!(c.clean_session);
     assert_eq!(c.keep_alive, 45);
+    assert_eq!(c.username.as_ref().map(|u| u.as_str()), Some("gw"));
+    assert_eq!(c.password.as_deref(), Some(&b"pw"[..]));
     let will = c.will.as_ref().unwrap();
     assert_eq!(
         (
