@@ -1892,3 +1892,101 @@ fn sn_6_10_message_too_long_for_a_datagram_is_dropped_silently() {
     );
     assert_eq!(dropped(&sim, DropReason::TooLong), 1);
 }
+
+// ----- end to end under loss (property) -----
+
+/// A scripted SN publisher that retries every step until the expected answer
+/// arrives (spec 6.13 on the client side). Datagrams to the gateway are lost
+/// with probability 1/`loss`, answers likewise (the simulation's downlink).
+/// Returns whether every exchange completed.
+fn publish_reliably(sim: &mut Sim, seed: u64, loss: u64, topic: Topic, qos_list: &[u8]) -> bool {
+    let mut rng = seed | 1;
+    let mut lossy_send = |sim: &mut Sim, m: Message| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        if rng % loss != 0 {
+            let _ = sim.send_raw(1, m);
+        }
+    };
+    sim.loss_one_in = Some(loss);
+    for (i, q) in qos_list.iter().enumerate() {
+        let msg_id = u16::try_from(i + 1).unwrap();
+        let data = Bytes::from(format!("m{i}"));
+        let qos = match q % 3 {
+            0 => PublishQoS::AtMostOnce,
+            1 => PublishQoS::AtLeastOnce,
+            _ => PublishQoS::ExactlyOnce,
+        };
+        let mut p = Publish {
+            dup: false,
+            qos,
+            retain: false,
+            topic,
+            msg_id: if qos == PublishQoS::AtMostOnce {
+                0
+            } else {
+                msg_id
+            },
+            data,
+        };
+        if qos == PublishQoS::AtMostOnce {
+            lossy_send(sim, p.into());
+            continue;
+        }
+        let mut released = false;
+        let mut done = false;
+        for _ in 0..60 {
+            let m = if released {
+                PubRel { msg_id }.into()
+            } else {
+                Message::Publish(p.clone())
+            };
+            lossy_send(sim, m);
+            p.dup = true;
+            for answer in sim.recv(1) {
+                match answer {
+                    Message::PubAck(a) if a.msg_id == msg_id => done = true,
+                    Message::PubRec(r) if r.msg_id == msg_id => released = true,
+                    Message::PubComp(c) if c.msg_id == msg_id => done = true,
+                    _ => {}
+                }
+            }
+            if done {
+                break;
+            }
+        }
+        if !done {
+            return false;
+        }
+    }
+    sim.loss_one_in = None;
+    true
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn sn_6_6_qos_holds_end_to_end_over_a_lossy_link(
+        seed in proptest::prelude::any::<u64>(),
+        loss in 2u64..6,
+        qos_list in proptest::collection::vec(0u8..3, 1..12),
+    ) {
+        let mut sim = Sim::new(Sim::config());
+        sim.rng = seed | 1;
+        assert_eq!(sim.connect(1, "pub", true, 0), ReturnCode::Accepted);
+        let topic = Topic::TopicId(TopicId(sim.register(1, "e2e/t", 1)));
+        proptest::prop_assert!(publish_reliably(&mut sim, seed, loss, topic, &qos_list));
+        let observed = sim.observed_payloads();
+        for (i, q) in qos_list.iter().enumerate() {
+            let want = format!("m{i}").into_bytes();
+            let n = observed.iter().filter(|(_, p)| *p == want).count();
+            match q % 3 {
+                0 => proptest::prop_assert!(n <= 1),
+                1 => proptest::prop_assert!(n >= 1),
+                _ => proptest::prop_assert_eq!(n, 1, "QoS 2 message {} arrived {} times", i, n),
+            }
+        }
+    }
+}
