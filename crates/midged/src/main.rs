@@ -23,6 +23,7 @@ mod units;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::atomic::Ordering;
 
 use clap::Parser;
 use midge_broker::MemoryStore;
@@ -119,6 +120,8 @@ async fn serve(settings: &Settings, auth: auth::SharedAuth) -> Result<(), String
     let rt = TokioRuntime::current();
     let options = settings.server_options();
     let shards = options.shard_count();
+    // Watched before the listeners open, so a SIGHUP never kills a ready broker.
+    watch_sighup(settings.auth.clone(), auth.clone());
     let shard_auth = auth.clone();
     let server = Server::bind_with(rt.clone(), options, move |_| {
         (MemoryStore::new(), shard_auth.clone())
@@ -131,7 +134,6 @@ async fn serve(settings: &Settings, auth: auth::SharedAuth) -> Result<(), String
     }
     tracing::info!(shards, "midged {} ready", env!("CARGO_PKG_VERSION"));
     let handle = server.handle();
-    tokio::spawn(reload_on_sighup(settings.auth.clone(), auth));
     let run = server.run();
     tokio::pin!(run);
     tokio::select! {
@@ -146,7 +148,13 @@ async fn serve(settings: &Settings, auth: auth::SharedAuth) -> Result<(), String
     }
     run.await
         .map_err(|e| format!("server failed while stopping: {e}"))?;
-    tracing::info!("stopped");
+    let denials = auth.denials();
+    tracing::info!(
+        refused_connects = denials.connects.load(Ordering::Relaxed),
+        denied_publishes = denials.publishes.load(Ordering::Relaxed),
+        denied_subscribes = denials.subscribes.load(Ordering::Relaxed),
+        "stopped"
+    );
     Ok(())
 }
 
@@ -175,8 +183,9 @@ async fn shutdown_signal() {
 
 /// Re-reads the `[auth]` files on every SIGHUP and installs them for all
 /// shards; connections stay up. A file that cannot be read or parsed keeps
-/// the rules in force (the error is logged).
-async fn reload_on_sighup(config: auth::AuthConfig, auth: auth::SharedAuth) {
+/// the rules in force (the error is logged). The handler is installed
+/// before this returns; the loop runs in a task of its own.
+fn watch_sighup(config: auth::AuthConfig, auth: auth::SharedAuth) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -184,27 +193,25 @@ async fn reload_on_sighup(config: auth::AuthConfig, auth: auth::SharedAuth) {
             tracing::warn!("cannot watch SIGHUP: [auth] files will not be reloaded");
             return;
         };
-        while hangup.recv().await.is_some() {
-            match config.load() {
-                Ok(rules) => {
-                    auth.replace(rules);
-                    let denials = auth.denials();
-                    tracing::info!(
-                        refused_connects =
-                            denials.connects.load(std::sync::atomic::Ordering::Relaxed),
-                        denied_publishes =
-                            denials.publishes.load(std::sync::atomic::Ordering::Relaxed),
-                        denied_subscribes = denials
-                            .subscribes
-                            .load(std::sync::atomic::Ordering::Relaxed),
-                        "SIGHUP: [auth] files reloaded"
-                    );
-                }
-                Err(message) => {
-                    tracing::error!("SIGHUP: {message}; keeping the previous [auth] rules");
+        tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                match config.load() {
+                    Ok(rules) => {
+                        auth.replace(rules);
+                        let denials = auth.denials();
+                        tracing::info!(
+                            refused_connects = denials.connects.load(Ordering::Relaxed),
+                            denied_publishes = denials.publishes.load(Ordering::Relaxed),
+                            denied_subscribes = denials.subscribes.load(Ordering::Relaxed),
+                            "SIGHUP: [auth] files reloaded"
+                        );
+                    }
+                    Err(message) => {
+                        tracing::error!("SIGHUP: {message}; keeping the previous [auth] rules");
+                    }
                 }
             }
-        }
+        });
     }
     #[cfg(not(unix))]
     {

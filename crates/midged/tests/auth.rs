@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use midge_auth::{PasswordFile, PasswordHash};
-use midge_testkit::{find_peer, Midged, MosquittoClients, Process, ScratchDir};
+use midge_testkit::{
+    find_peer, free_port, wait_for_port, Midged, MosquittoClients, Process, ScratchDir,
+};
 
 const TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -581,5 +583,47 @@ fn mosquitto_passwd_files_and_mosquitto_clients_work_against_midged() -> Result<
         output.contains("128") || output.to_lowercase().contains("denied"),
         "{output}"
     );
+    Ok(())
+}
+
+#[test]
+fn mosquitto_accepts_a_password_file_written_by_midge_auth() -> Result<()> {
+    let (Some(mosquitto), Some(clients)) = (find_peer("mosquitto")?, MosquittoClients::find()?)
+    else {
+        return Ok(());
+    };
+    let dir = ScratchDir::new("auth-mosq-broker")?;
+    // What `midge passwd` writes: the default iteration count, a 12-byte salt.
+    let mut file = PasswordFile::new();
+    let hash = PasswordHash::pbkdf2(
+        b"wonderland",
+        b"0123456789ab",
+        midge_auth::DEFAULT_ITERATIONS,
+    )?;
+    file.set("alice", hash)?;
+    let pw = dir.path().join("passwd");
+    std::fs::write(&pw, file.to_string())?;
+    let port = free_port()?;
+    let conf = dir.path().join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listener {port} 127.0.0.1\npassword_file {}\nallow_anonymous false\n",
+            pw.display()
+        ),
+    )?;
+    let mut cmd = Command::new(mosquitto);
+    cmd.args(["-c", conf.to_str().unwrap()]);
+    let _broker = Process::spawn("mosquitto", &mut cmd)?;
+    wait_for_port(SocketAddr::from(([127, 0, 0, 1], port)), TIMEOUT)?;
+    clients.publish(
+        port,
+        &["-u", "alice", "-P", "wonderland", "-t", "t", "-m", "x"],
+    )?;
+    let wrong = clients.publish(
+        port,
+        &["-u", "alice", "-P", "wonderlanD", "-t", "t", "-m", "x"],
+    );
+    assert!(wrong.is_err(), "mosquitto must refuse a wrong password");
     Ok(())
 }
