@@ -14,22 +14,35 @@ use async_channel::{Receiver, Sender};
 use bytes::{Buf, BytesMut};
 use futures_lite::{future, AsyncRead, AsyncWrite, AsyncWriteExt, StreamExt};
 use midge_broker::{
-    shard_of, Action, CloseReason, ConnId, ConnectRequest, DeliverOutcome, DropReason, Event,
-    Instant, ResumeState, ServerSession, SlowSubscriberPolicy,
+    shard_of, Action, CloseReason, ConnId, ConnectRequest, DeliverOutcome, Event, Instant,
+    ResumeState, ServerSession, SlowSubscriberPolicy,
 };
 use midge_codec::{Publish, QoS};
 use midge_runtime::{Duration, Runtime};
 
-use crate::shard::{Input, ToConn, ToShard};
+use crate::shard::{Flow, Input, ToConn, ToShard};
 use crate::stats::{LocalCounts, Shared};
 use crate::ServerOptions;
 
 /// Bytes read from a socket at once.
 const READ_CHUNK: usize = 16 * 1024;
+/// Held deliveries, in multiples of the session's queue limit in messages
+/// (bytes are held up to the session's byte limit): what may be in the
+/// channels between a publisher and this connection when its pause takes
+/// effect.
+const HOLD_FACTOR: usize = 4;
 /// Mailbox messages applied per wake-up before the socket gets a turn.
 const MAILBOX_BATCH: usize = 128;
 
 type Timer = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// `percent` (at most 100) of the session's queue limit in messages.
+pub(crate) fn water_mark(config: &midge_broker::ServerConfig, percent: u8) -> usize {
+    let percent = usize::from(percent.min(100));
+    (config.max_queued_messages / 100)
+        .saturating_mul(percent)
+        .saturating_add((config.max_queued_messages % 100).saturating_mul(percent) / 100)
+}
 
 fn message_bytes(publish: &Publish) -> usize {
     publish.topic.len().saturating_add(publish.payload.len())
@@ -176,6 +189,16 @@ struct Conn<R: Runtime> {
     /// Topic and payload bytes in `held`, and the most it takes.
     held_bytes: usize,
     hold_bytes_limit: usize,
+    /// Congestion shared with the shard, which reports deliveries.
+    flow: Arc<Flow>,
+    /// The last value stored in `flow.congested`.
+    flow_congested: bool,
+    /// Whether the session is at its low-water mark (its own `Drained`
+    /// came, or it never went above its high-water mark since).
+    session_low: bool,
+    /// Deliveries waiting in the mailbox at or below which the connection
+    /// may count as drained: the session's low-water mark in messages.
+    backlog_low: usize,
     counts: LocalCounts,
     registration: Registration,
     client: Option<ClientInfo>,
@@ -223,12 +246,25 @@ impl<R: Runtime> Conn<R> {
             outgoing: Vec::new(),
             held: VecDeque::new(),
             hold_limit: if options.router.slow_subscriber == SlowSubscriberPolicy::BackPressure {
-                options.session.max_queued_messages
+                options
+                    .session
+                    .max_queued_messages
+                    .saturating_mul(HOLD_FACTOR)
             } else {
                 0
             },
             held_bytes: 0,
             hold_bytes_limit: options.session.max_queued_bytes,
+            flow: Arc::new(Flow::default()),
+            flow_congested: false,
+            session_low: true,
+            backlog_low: water_mark(
+                &options.session,
+                options
+                    .session
+                    .low_water_percent
+                    .min(options.session.high_water_percent),
+            ),
             counts: LocalCounts::default(),
             registration: Registration::None,
             client: None,
@@ -278,9 +314,13 @@ impl<R: Runtime> Conn<R> {
                     self.counts.messages_received += 1;
                     self.outgoing.push(Input::Event(event));
                 }
+                // The connection reports its own drain (below), which
+                // includes the session's.
+                Event::Drained => self.session_low = true,
                 other => self.outgoing.push(Input::Event(other)),
             }
         }
+        self.update_flow();
         match self.session.poll_timeout() {
             None => self.timer = None,
             Some(deadline) => {
@@ -289,6 +329,27 @@ impl<R: Runtime> Conn<R> {
                     self.timer = Some((deadline, Box::pin(self.rt.sleep_until(deadline))));
                 }
             }
+        }
+    }
+
+    /// Tells the shard whether this connection is congested (its session
+    /// above its high-water mark, or messages held), and sends `Drained`
+    /// once a congestion the shard reported to the router is over: the
+    /// session back at its low-water mark, nothing held, and the mailbox
+    /// backlog at that mark too. Every congestion reported is followed by
+    /// one such `Drained`, without which the router would keep the
+    /// publishers paused.
+    fn update_flow(&mut self) {
+        let congested = !self.session_low || !self.held.is_empty();
+        if congested != self.flow_congested {
+            self.flow_congested = congested;
+            self.flow.congested.store(congested, Ordering::SeqCst);
+        }
+        let drained = !congested
+            && !self.session.is_above_high_water()
+            && self.mailbox.len() <= self.backlog_low;
+        if drained && self.flow.reported.swap(false, Ordering::SeqCst) {
+            self.outgoing.push(Input::Event(Event::Drained));
         }
     }
 
@@ -314,6 +375,7 @@ impl<R: Runtime> Conn<R> {
         self.registration = Registration::Pending(shard);
         self.outgoing.push(Input::Connect {
             mailbox: self.mailbox_tx.clone(),
+            flow: Arc::clone(&self.flow),
             request,
         });
     }
@@ -451,53 +513,60 @@ impl<R: Runtime> Conn<R> {
     }
 
     /// Hands a routed message to the session, or, while the session is
-    /// congested under back-pressure, holds it (see [`Conn::held`]). Either
-    /// way the router gets exactly one report for it.
-    fn deliver(&mut self, now: Instant, publish: Publish, publisher: Option<ConnId>) {
+    /// congested under back-pressure, holds it (see [`Conn::held`]). The
+    /// shard has reported the delivery already; what the session does with
+    /// it is counted here.
+    fn deliver(&mut self, now: Instant, publish: Publish) {
+        // Whatever fits goes in first, so a message is held only while the
+        // session is above its high-water mark.
+        if !self.held.is_empty() && !self.session.is_closed() {
+            self.release_held(now, false);
+        }
         let hold = self.hold_limit > 0
-            && (!self.held.is_empty() || self.session.is_above_high_water())
+            && self.session.is_above_high_water()
             && self.held.len() < self.hold_limit
             && self.held_bytes < self.hold_bytes_limit
             && !self.session.is_closed();
         if hold {
             self.held_bytes = self.held_bytes.saturating_add(message_bytes(&publish));
             self.held.push_back(publish);
-            self.counts.messages_sent += 1;
-            self.outgoing.push(Input::Delivery {
-                publisher,
-                outcome: DeliverOutcome::Queued,
-                above_high_water: true,
-            });
+            self.session_low = false;
             return;
         }
-        // Room held back first, so the router's order is kept.
+        // Whatever is held goes first, so the router's order is kept.
         self.release_held(now, true);
         let outcome = self.session.deliver(now, publish);
+        self.count(outcome);
+    }
+
+    fn count(&mut self, outcome: DeliverOutcome) {
         match outcome {
-            DeliverOutcome::Dropped(_) => self.counts.messages_dropped += 1,
+            DeliverOutcome::Dropped(reason) => {
+                self.counts.messages_dropped += 1;
+                tracing::debug!(conn = self.id.0, ?reason, "delivery dropped");
+            }
+            DeliverOutcome::QueuedEvictedOldest(evicted) => {
+                self.counts.messages_sent += 1;
+                self.counts.messages_dropped += u64::from(evicted);
+                tracing::debug!(conn = self.id.0, evicted, "queued messages evicted");
+            }
             _ => self.counts.messages_sent += 1,
         }
-        self.outgoing.push(Input::Delivery {
-            publisher,
-            outcome,
-            above_high_water: self.session.is_above_high_water(),
-        });
+        if self.session.is_above_high_water() {
+            self.session_low = false;
+        }
     }
 
     /// Moves held messages into the session while it has room (or all of
-    /// them with `force`); they were reported already, so a drop here is
-    /// only counted.
+    /// them with `force`).
     fn release_held(&mut self, now: Instant, force: bool) {
         while force || !self.session.is_above_high_water() {
             let Some(publish) = self.held.pop_front() else {
                 break;
             };
             self.held_bytes = self.held_bytes.saturating_sub(message_bytes(&publish));
-            if let DeliverOutcome::Dropped(reason) = self.session.deliver(now, publish) {
-                self.counts.messages_sent = self.counts.messages_sent.saturating_sub(1);
-                self.counts.messages_dropped += 1;
-                tracing::debug!(conn = self.id.0, ?reason, "held delivery dropped");
-            }
+            let outcome = self.session.deliver(now, publish);
+            self.count(outcome);
         }
     }
 
@@ -510,9 +579,9 @@ impl<R: Runtime> Conn<R> {
                 }
                 return;
             }
-            ToConn::Action { action, publisher } => {
+            ToConn::Action { action } => {
                 if let Action::Deliver { publish, .. } = action {
-                    self.deliver(now, publish, publisher);
+                    self.deliver(now, publish);
                     return;
                 }
                 action
@@ -554,6 +623,7 @@ impl<R: Runtime> Conn<R> {
                 Ok(())
             }
             Action::PausePublisher { .. } => {
+                tracing::debug!(conn = self.id.0, "publisher paused");
                 if !self.paused {
                     self.shared
                         .stats
@@ -564,6 +634,7 @@ impl<R: Runtime> Conn<R> {
                 Ok(())
             }
             Action::ResumePublisher { .. } => {
+                tracing::debug!(conn = self.id.0, "publisher resumed");
                 self.paused = false;
                 Ok(())
             }
@@ -609,21 +680,14 @@ impl<R: Runtime> Conn<R> {
                 while let Ok(message) = self.mailbox.try_recv() {
                     if let ToConn::Action {
                         action: Action::Deliver { publish, .. },
-                        publisher,
+                        ..
                     } = message
                     {
-                        let outcome = if publish.qos() == QoS::AtMostOnce {
+                        if publish.qos() == QoS::AtMostOnce {
                             self.counts.messages_dropped += 1;
-                            DeliverOutcome::Dropped(DropReason::Closed)
                         } else {
                             resume.queued.push(publish);
-                            DeliverOutcome::Queued
-                        };
-                        self.outgoing.push(Input::Delivery {
-                            publisher,
-                            outcome,
-                            above_high_water: false,
-                        });
+                        }
                     }
                 }
                 self.outgoing.push(Input::Closed {

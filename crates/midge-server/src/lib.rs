@@ -34,18 +34,30 @@
 //!
 //! # Back-pressure in flight
 //!
-//! A pause takes a few hops (subscriber's connection, its shard, the
-//! publisher's shard, the publisher's connection), and what the publisher
-//! sent meanwhile is already in the channels. Under
-//! [`SlowSubscriberPolicy::BackPressure`](midge_broker::SlowSubscriberPolicy)
-//! a congested subscriber's connection therefore holds such deliveries
-//! (reported to the router as queued and congested, so their publishers
-//! are paused too) and hands them to its session as it drains; the hold
-//! takes at most the session's own queue limits again
-//! ([`ServerConfig::max_queued_messages`](midge_broker::ServerConfig::max_queued_messages)
-//! and `max_queued_bytes`), beyond which the session's limits decide. The
-//! bounded shard inbox ([`ServerOptions::shard_queue`]) keeps the amount in
-//! flight small.
+//! A pause takes a few hops (the subscriber's shard, the publisher's
+//! shard, the publisher's connection), and what the publisher sent
+//! meanwhile is already in the channels. Two things keep that from
+//! overflowing a subscriber under
+//! [`SlowSubscriberPolicy::BackPressure`](midge_broker::SlowSubscriberPolicy):
+//!
+//! - the shard reports each delivery to its router
+//!   ([`Router::handle_delivery`]) as it hands it to the connection's
+//!   mailbox, counting the connection as congested when its session is
+//!   above its high-water mark or when its mailbox holds more deliveries
+//!   than that mark. A connection that is slow to be scheduled thus pauses
+//!   its publishers at once, not after it has caught up. (The outcome
+//!   reported is "queued"; a message the session then drops at its hard
+//!   limits is counted in [`ServerStats::messages_dropped`], not in the
+//!   router's own counters.) The connection answers every congestion so
+//!   reported with one `Drained` once its session, its held messages and
+//!   its mailbox are back at the low-water mark;
+//! - a congested connection holds further deliveries (in order, up to four
+//!   times the session's queue limit in messages and once its limit in
+//!   bytes) and hands them to its session as it drains; beyond that the
+//!   session's limits decide.
+//!
+//! The bounded shard inbox ([`ServerOptions::shard_queue`]) keeps the
+//! amount in flight small.
 //!
 //! Deliveries that reach a connection after its session closed (and before
 //! its shard learnt of the close) are not lost for a persistent session:
@@ -257,9 +269,16 @@ where
         } = self;
         let links = ShardLinks::new(routers.len(), options.shard_queue);
         let (shards_done_tx, shards_done_rx) = async_channel::bounded::<()>(1);
+        let backlog_high = conn::water_mark(&options.session, options.session.high_water_percent);
         for (index, router) in routers.into_iter().enumerate() {
-            let task =
-                shard::ShardTask::new(rt.clone(), router, &links, index, Arc::clone(&shared));
+            let task = shard::ShardTask::new(
+                rt.clone(),
+                router,
+                &links,
+                index,
+                backlog_high,
+                Arc::clone(&shared),
+            );
             let done = shards_done_tx.clone();
             rt.spawn(async move {
                 task.run().await;

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -22,20 +23,16 @@ use crate::stats::Shared;
 /// What a connection tells its shard.
 #[derive(Debug)]
 pub(crate) enum Input {
-    /// The session's CONNECT, with the mailbox for the shard's answers.
+    /// The session's CONNECT, with the mailbox for the shard's answers and
+    /// the connection's congestion state.
     Connect {
         mailbox: Sender<ToConn>,
+        flow: Arc<Flow>,
         request: ConnectRequest,
     },
     /// Any other session event but `Closed` (publish, subscribe,
     /// unsubscribe, drained).
     Event(Event),
-    /// The outcome of an [`Action::Deliver`], for `Router::handle_delivery`.
-    Delivery {
-        publisher: Option<ConnId>,
-        outcome: DeliverOutcome,
-        above_high_water: bool,
-    },
     /// The session closed after having been handed to the router.
     Closed {
         publish_will: bool,
@@ -55,15 +52,35 @@ pub(crate) enum ToShard {
 /// What a shard tells a connection.
 #[derive(Debug)]
 pub(crate) enum ToConn {
-    /// A router decision; for a `Deliver`, `publisher` is the connection
-    /// whose publish caused it when the router was handling that publish.
-    Action {
-        action: Action,
-        publisher: Option<ConnId>,
-    },
+    /// A router decision.
+    Action { action: Action },
     /// The router has taken the message handed up with this token
     /// (`ServerConfig::ack_after_route`).
     Ack(AckToken),
+}
+
+/// A connection's congestion, shared between it and its shard.
+///
+/// The shard reports each delivery to its router as it hands it to the
+/// mailbox (not after the connection applied it): it sees at once how many
+/// deliveries wait in the mailbox, where a connection that is slow to be
+/// scheduled would learn of them late, after its publishers had sent far
+/// more. A delivery counts as congested when `congested` is set (the
+/// session is above its high-water mark or the connection holds messages)
+/// or when the mailbox holds more deliveries than the session's high-water
+/// mark. The shard then sets `reported`, and the connection answers with
+/// `Drained` once all of it has drained.
+#[derive(Debug, Default)]
+pub(crate) struct Flow {
+    pub(crate) congested: AtomicBool,
+    pub(crate) reported: AtomicBool,
+}
+
+/// A connection as its shard knows it.
+#[derive(Debug)]
+struct Mailbox {
+    tx: Sender<ToConn>,
+    flow: Arc<Flow>,
 }
 
 /// The channels between shards and connections, made once per server run.
@@ -112,7 +129,9 @@ pub(crate) struct ShardTask<R: Runtime, S: Store, A: Auth> {
     from_conns: Option<Pin<Box<Receiver<ToShard>>>>,
     from_shards: Option<Pin<Box<Receiver<ShardMessage>>>>,
     peers: Vec<Sender<ShardMessage>>,
-    mailboxes: HashMap<ConnId, Sender<ToConn>>,
+    mailboxes: HashMap<ConnId, Mailbox>,
+    /// Mailbox backlog above which a connection counts as congested.
+    backlog_high: usize,
     /// QoS 1/2 messages routed to a connection after it stopped taking
     /// deliveries and before its `Closed` arrived; they join its resume
     /// state, so a persistent session loses nothing in that gap.
@@ -132,6 +151,7 @@ where
         router: Router<S, A>,
         links: &ShardLinks,
         index: usize,
+        backlog_high: usize,
         shared: Arc<Shared>,
     ) -> Self {
         Self {
@@ -148,6 +168,7 @@ where
                 .map(|(_, rx)| Box::pin(rx.clone())),
             peers: links.from_shards.iter().map(|(tx, _)| tx.clone()).collect(),
             mailboxes: HashMap::new(),
+            backlog_high,
             orphans: HashMap::new(),
             timer: None,
             shared,
@@ -250,8 +271,12 @@ where
 
     fn input(&mut self, now: Instant, conn: ConnId, input: Input) {
         match input {
-            Input::Connect { mailbox, request } => {
-                self.mailboxes.insert(conn, mailbox);
+            Input::Connect {
+                mailbox,
+                flow,
+                request,
+            } => {
+                self.mailboxes.insert(conn, Mailbox { tx: mailbox, flow });
                 self.router.handle_connect(now, conn, request);
                 self.drain(now, None);
             }
@@ -278,15 +303,6 @@ where
             Input::Event(other) => {
                 tracing::debug!(shard = self.index, ?conn, event = ?other, "event not for the router");
             }
-            Input::Delivery {
-                publisher,
-                outcome,
-                above_high_water,
-            } => {
-                self.router
-                    .handle_delivery(now, conn, publisher, outcome, above_high_water);
-                self.drain(now, None);
-            }
             Input::Closed {
                 publish_will,
                 resume,
@@ -302,7 +318,7 @@ where
                     self.shared
                         .stats
                         .wills_published
-                        .fetch_add(published, std::sync::atomic::Ordering::Relaxed);
+                        .fetch_add(published, Ordering::Relaxed);
                 }
                 self.drain(now, None);
                 self.mailboxes.remove(&conn);
@@ -358,61 +374,63 @@ where
                     continue;
                 }
             };
-            let tag = match action {
-                Action::Deliver { .. } => publisher,
-                _ => None,
-            };
-            let Some(tx) = self.mailboxes.get(&conn) else {
-                if let Action::Deliver { .. } = action {
-                    self.undeliverable(now, conn, tag);
+            let Action::Deliver { .. } = action else {
+                if let Some(mailbox) = self.mailboxes.get(&conn) {
+                    // Unbounded: fails only when the connection is gone.
+                    let _ = mailbox.tx.try_send(ToConn::Action { action });
                 }
                 continue;
             };
-            let refused = match tx.try_send(ToConn::Action {
-                action,
-                publisher: tag,
-            }) {
-                Ok(()) => None,
-                Err(e) => Some(e.into_inner()),
+            let Some(mailbox) = self.mailboxes.get(&conn) else {
+                self.undeliverable(now, conn, publisher);
+                continue;
             };
-            // The connection is closing: it no longer takes deliveries, and
-            // its `Closed` is on the way.
-            if let Some(ToConn::Action {
-                action: Action::Deliver { publish, .. },
-                ..
-            }) = refused
-            {
-                let outcome = if publish.qos() == QoS::AtMostOnce {
-                    DeliverOutcome::Dropped(DropReason::Closed)
-                } else {
-                    self.orphans.entry(conn).or_default().push(publish);
-                    DeliverOutcome::Queued
-                };
-                self.router.handle_delivery(now, conn, tag, outcome, false);
-            }
+            let (outcome, above) = match mailbox.tx.try_send(ToConn::Action { action }) {
+                Ok(()) => {
+                    let above = mailbox.flow.congested.load(Ordering::SeqCst)
+                        || mailbox.tx.len() > self.backlog_high;
+                    if above {
+                        mailbox.flow.reported.store(true, Ordering::SeqCst);
+                    }
+                    (DeliverOutcome::Queued, above)
+                }
+                // The connection is closing: it no longer takes deliveries,
+                // and its `Closed` is on the way.
+                Err(refused) => match refused.into_inner() {
+                    ToConn::Action {
+                        action: Action::Deliver { publish, .. },
+                    } if publish.qos() != QoS::AtMostOnce => {
+                        self.orphans.entry(conn).or_default().push(publish);
+                        (DeliverOutcome::Queued, false)
+                    }
+                    _ => (DeliverOutcome::Dropped(DropReason::Closed), false),
+                },
+            };
+            self.router
+                .handle_delivery(now, conn, publisher, outcome, above);
         }
     }
 
     /// A delivery for a connection without a mailbox: counted and reported
     /// to the router as dropped, which keeps its reports in order.
-    fn undeliverable(&mut self, now: Instant, conn: ConnId, tag: Option<ConnId>) {
+    fn undeliverable(&mut self, now: Instant, conn: ConnId, publisher: Option<ConnId>) {
         self.shared
             .stats
             .messages_dropped
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            .fetch_add(1, Ordering::Relaxed);
         self.router.handle_delivery(
             now,
             conn,
-            tag,
+            publisher,
             DeliverOutcome::Dropped(DropReason::Closed),
             false,
         );
     }
 
     fn send(&mut self, _now: Instant, conn: ConnId, message: ToConn) {
-        if let Some(tx) = self.mailboxes.get(&conn) {
+        if let Some(mailbox) = self.mailboxes.get(&conn) {
             // Unbounded: fails only when the connection is gone.
-            let _ = tx.try_send(message);
+            let _ = mailbox.tx.try_send(message);
         }
     }
 }
