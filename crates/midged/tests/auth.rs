@@ -434,7 +434,9 @@ fn exit_code(args: &[&str]) -> Result<(i32, String)> {
     cmd.args(args);
     let mut process = Process::spawn("midged", &mut cmd)?;
     let status = process.wait_timeout(TIMEOUT)?;
-    Ok((status.code().unwrap_or(-1), process.output_so_far()))
+    // Exited: collect stderr to its end (the reader may lag behind).
+    let stderr = process.stderr().wait_closed(TIMEOUT)?.join("\n");
+    Ok((status.code().unwrap_or(-1), stderr))
 }
 
 #[test]
@@ -577,7 +579,9 @@ fn mosquitto_passwd_files_and_mosquitto_clients_work_against_midged() -> Result<
     ]);
     let mut denied = Process::spawn("mosquitto_sub", &mut cmd)?;
     denied.wait_timeout(TIMEOUT)?;
-    let output = denied.output_so_far();
+    let mut lines = denied.stdout().wait_closed(TIMEOUT)?;
+    lines.extend(denied.stderr().wait_closed(TIMEOUT)?);
+    let output = lines.join("\n");
     assert!(output.contains("SUBACK"), "{output}");
     assert!(
         output.contains("128") || output.to_lowercase().contains("denied"),
