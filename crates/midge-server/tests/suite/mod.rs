@@ -497,7 +497,7 @@ pub async fn graceful_shutdown_closes_clients_without_wills<R: Runtime>(rt: R) {
 
 /// A subscriber that does not read pauses its publisher (on another shard)
 /// instead of losing messages: once it reads, every message arrives, in
-/// order, and nothing was dropped. Default queue limits; 40 MB is more than
+/// order, and nothing was dropped. Default queue limits; 60 MB is more than
 /// loopback socket buffers and the session queue hold together.
 pub async fn slow_subscriber_pauses_publisher_and_loses_nothing<R: Runtime>(rt: R) {
     bounded(&rt, async {
@@ -514,7 +514,7 @@ pub async fn slow_subscriber_pauses_publisher_and_loses_nothing<R: Runtime>(rt: 
             .await;
         assert_eq!(&sub.received().await.payload[..], b"probe");
 
-        const COUNT: u32 = 4000;
+        const COUNT: u32 = 6000;
         const SIZE: usize = 10 * 1024;
         let (done_tx, done_rx) = async_channel::bounded(1);
         rt.spawn(async move {
@@ -532,7 +532,7 @@ pub async fn slow_subscriber_pauses_publisher_and_loses_nothing<R: Runtime>(rt: 
         rt.sleep(Duration::from_millis(500)).await;
         assert!(
             done_rx.is_empty(),
-            "40 MB went through a subscriber that did not read"
+            "60 MB went through a subscriber that did not read"
         );
         for n in 0..COUNT {
             let p = sub.received().await;
