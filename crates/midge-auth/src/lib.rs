@@ -24,7 +24,8 @@
 //! Will messages are not seen at CONNECT (the broker's hook does not carry
 //! them): a will is checked like any publish when the broker publishes it,
 //! and dropped (and counted as a denied publish) if its topic is not
-//! writable for the client.
+//! writable for the client; the CONNECT itself is accepted, as Mosquitto
+//! 2.0 does.
 //!
 //! Key types: [`FileAuth`], [`PasswordFile`], [`PasswordHash`],
 //! [`AclFile`], [`Access`], [`PasswdError`], [`AclError`].
