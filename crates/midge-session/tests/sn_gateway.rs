@@ -1990,3 +1990,16 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn sn_6_10_topic_name_too_long_for_register_is_dropped_and_frees_its_id() {
+    let mut config = Sim::config();
+    config.max_datagram = 24;
+    let mut sim = Sim::new(config);
+    sim.connect(1, "dev1", true, 60);
+    sim.subscribe(1, name("#"), QoS::AtMostOnce, 1);
+    sim.publish_from_broker("a/rather/long/topic/name/here", b"x", MqttQoS::AtMostOnce);
+    assert!(sim.recv(1).is_empty());
+    assert_eq!(dropped(&sim, DropReason::TooLong), 1);
+    assert_eq!(sim.gw.registrations("dev1"), Some(0));
+}

@@ -80,6 +80,8 @@ impl<A: Clone + Ord> Gateway<A> {
                             topic_name: TopicName::from(front_topic),
                         };
                         if register.encoded_len() > self.config.max_datagram {
+                            // The client never learned this id: free it.
+                            c.registry.remove(id);
                             self.drop_front(slot, DropReason::TooLong);
                             continue;
                         }
