@@ -192,6 +192,14 @@ pub struct RouterConfig {
     /// persistent sessions before every commit. Default false: connected
     /// sessions' messages live in their `ServerSession` only.
     pub record_online: bool,
+    /// Queue entries of one offline persistent session kept in memory (the
+    /// oldest ones); the newer ones stay in the [`Store`] only and are
+    /// streamed back after the session resumes, this many at a time, as
+    /// its connection drains. With a durable store, this bounds the memory
+    /// of many offline sessions with long queues. `max_offline_messages`
+    /// and `max_offline_bytes` still bound each queue as a whole. Default
+    /// `usize::MAX`: everything stays in memory as well.
+    pub offline_memory_messages: usize,
 }
 
 impl Default for RouterConfig {
@@ -212,6 +220,7 @@ impl Default for RouterConfig {
             shard: 0,
             slow_subscriber: SlowSubscriberPolicy::BackPressure,
             record_online: false,
+            offline_memory_messages: usize::MAX,
         }
     }
 }
@@ -262,6 +271,11 @@ pub struct RouterStats {
     pub store_writes: u64,
     /// Successful [`Store::commit`]s through [`Router::commit`].
     pub store_commits: u64,
+    /// Queue entries kept in the store only, beyond the in-memory share of
+    /// offline queues (see [`RouterConfig::offline_memory_messages`]).
+    pub spilled_messages: u64,
+    /// Queue entries read back from the store for resumed sessions.
+    pub streamed_messages: u64,
     /// Events for connections the router does not know (ignored).
     pub unknown_connections: u64,
     /// CONNECTs refused because the client id belongs to another shard
@@ -438,6 +452,21 @@ struct Session {
     journal: Vec<u64>,
     /// The next queue seq.
     next_seq: u64,
+    /// Queue entries newer than the in-memory ones, kept in the store
+    /// only, and their bytes (part of `offline_bytes`).
+    spilled: usize,
+    spilled_bytes: usize,
+    /// While a resumed session's spilled entries are streamed to it.
+    stream: Option<Stream>,
+}
+
+/// Streaming a resumed session's spilled queue entries.
+#[derive(Debug, Clone, Copy)]
+struct Stream {
+    /// The seq of the last entry handed out.
+    after: Option<u64>,
+    /// Deliveries handed out and not yet reported.
+    unreported: usize,
 }
 
 impl Session {
@@ -453,6 +482,9 @@ impl Session {
             queue_refs: VecDeque::new(),
             journal: Vec::new(),
             next_seq: 0,
+            spilled: 0,
+            spilled_bytes: 0,
+            stream: None,
         }
     }
 
@@ -838,18 +870,27 @@ impl<S: Store, A: Auth> Router<S, A> {
             session.offline.queued = r.state.queued;
             session.offline.inbound_qos2 = r.state.inbound_qos2;
             if r.queue_len > 0 {
-                let limit = self.config.max_offline_messages;
+                let limit = self.config.offline_memory_messages.max(1);
                 match self.store.load_queue(&r.client_id, None, limit) {
                     Ok(entries) => {
+                        let loaded = entries.len();
+                        let mut bytes = 0usize;
                         for e in entries {
+                            bytes = bytes.saturating_add(message_bytes(&e.publish));
                             session.queue_refs.push_back((e.seq, e.message));
                             session.offline.queued.push(e.publish);
                         }
+                        // The rest stays in the store; its size is
+                        // estimated from the loaded share.
+                        session.spilled = r.queue_len.saturating_sub(loaded);
+                        session.spilled_bytes =
+                            (bytes / loaded.max(1)).saturating_mul(session.spilled);
                     }
                     Err(_) => self.stats.store_failures += 1,
                 }
             }
-            session.offline_bytes = state_bytes(&session.offline);
+            session.offline_bytes =
+                state_bytes(&session.offline).saturating_add(session.spilled_bytes);
             for (filter, qos) in r.subscriptions {
                 self.index_add(&r.client_id, &filter, qos);
                 self.broadcast(&ShardMessage::Subscribed {
@@ -991,9 +1032,17 @@ impl<S: Store, A: Auth> Router<S, A> {
         // The queue entries move to the connection with the messages; they
         // stay recorded until the session's state replaces them.
         let moved = core::mem::take(&mut session.queue_refs);
+        let last_moved = moved.back().map(|(seq, _)| *seq);
         session
             .journal
             .extend(moved.into_iter().map(|(seq, _)| seq));
+        session.spilled_bytes = 0;
+        if session_present && session.spilled > 0 {
+            session.stream = Some(Stream {
+                after: last_moved,
+                unreported: 0,
+            });
+        }
         if session_present {
             resume.subscriptions = session.subs.keys().cloned().collect();
         } else {
@@ -1006,12 +1055,62 @@ impl<S: Store, A: Auth> Router<S, A> {
         if shared_member {
             self.set_presence(&client_id, true);
         }
-        self.sessions.insert(client_id, session);
+        self.sessions.insert(client_id.clone(), session);
         self.actions.push_back(Action::Accept {
             conn,
             session_present,
             resume,
         });
+        self.stream_next(&client_id);
+    }
+
+    /// Hands the next chunk of a resumed session's spilled queue entries
+    /// to its connection, unless the previous chunk is still unreported.
+    fn stream_next(&mut self, client_id: &str) {
+        let chunk = self.config.offline_memory_messages.max(1);
+        let Some(session) = self.sessions.get_mut(client_id) else {
+            return;
+        };
+        let (Some(conn), Some(mut stream)) = (session.online(), session.stream) else {
+            return;
+        };
+        if stream.unreported > 0 {
+            return;
+        }
+        let entries = match self.store.load_queue(client_id, stream.after, chunk) {
+            Ok(entries) => entries,
+            Err(_) => {
+                // What could not be read is lost; the session goes on.
+                self.stats.store_failures += 1;
+                Vec::new()
+            }
+        };
+        let mut handed = 0usize;
+        for e in entries {
+            session.journal.push(e.seq);
+            stream.after = Some(e.seq);
+            session.spilled = session.spilled.saturating_sub(1);
+            self.actions.push_back(Action::Deliver {
+                conn,
+                publish: e.publish,
+            });
+            handed += 1;
+        }
+        stream.unreported = handed;
+        self.stats.streamed_messages = self
+            .stats
+            .streamed_messages
+            .saturating_add(u64::try_from(handed).unwrap_or(u64::MAX));
+        if handed == 0 || session.spilled == 0 {
+            // Everything is out, in order, ahead of any later delivery.
+            session.spilled = 0;
+            session.stream = None;
+        } else {
+            session.stream = Some(stream);
+        }
+        for _ in 0..handed {
+            self.note_origin(conn);
+        }
     }
 
     /// Removes a session's subscriptions and stored state; its unacknowledged
@@ -1218,6 +1317,20 @@ impl<S: Store, A: Auth> Router<S, A> {
         let Some(session) = self.sessions.get_mut(client_id) else {
             return;
         };
+        if session.online().is_some()
+            && session.stream.is_some()
+            && publish.qos() != QoS::AtMostOnce
+        {
+            // Older messages are still being streamed from the store: this
+            // one waits behind them, in the store [MQTT-4.6.0-5].
+            let seq = session.take_seq();
+            let id = message_id(&mut self.next_message_id, &mut self.last_message, &publish);
+            self.stats
+                .record(self.store.push_queued(client_id, seq, id, &publish));
+            session.spilled = session.spilled.saturating_add(1);
+            self.stats.spilled_messages += 1;
+            return;
+        }
         if let Some(conn) = session.online() {
             if self.config.record_online && !session.clean && publish.qos() != QoS::AtMostOnce {
                 let seq = session.take_seq();
@@ -1242,11 +1355,27 @@ impl<S: Store, A: Auth> Router<S, A> {
                 .queued
                 .len()
                 .saturating_add(s.offline.inflight.len())
+                .saturating_add(s.spilled)
                 < max_msgs
                 && s.offline_bytes.saturating_add(size) <= max_bytes
         };
         if !fits(session) {
             if self.config.offline_overflow == OverflowPolicy::DropOldest {
+                while !fits(session) && session.offline.queued.is_empty() && session.spilled > 0 {
+                    // Nothing in memory: the oldest entry is in the store.
+                    let oldest = self.store.load_queue(client_id, None, 1);
+                    let Some(e) = oldest.ok().and_then(|mut v| v.pop()) else {
+                        self.stats.store_failures += 1;
+                        break;
+                    };
+                    let size = message_bytes(&e.publish);
+                    session.spilled -= 1;
+                    session.spilled_bytes = session.spilled_bytes.saturating_sub(size);
+                    session.offline_bytes = session.offline_bytes.saturating_sub(size);
+                    self.stats
+                        .record(self.store.remove_queued(client_id, e.seq));
+                    self.stats.offline_dropped_oldest += 1;
+                }
                 while !fits(session) && !session.offline.queued.is_empty() {
                     let held = session.held();
                     let old = session.offline.queued.remove(0);
@@ -1272,6 +1401,13 @@ impl<S: Store, A: Auth> Router<S, A> {
         let id = message_id(&mut self.next_message_id, &mut self.last_message, &publish);
         self.stats
             .record(self.store.push_queued(client_id, seq, id, &publish));
+        if session.spilled > 0 || session.queue_refs.len() >= self.config.offline_memory_messages {
+            // Beyond the in-memory share: in the store only.
+            session.spilled += 1;
+            session.spilled_bytes = session.spilled_bytes.saturating_add(size);
+            self.stats.spilled_messages += 1;
+            return;
+        }
         session.queue_refs.push_back((seq, id));
         session.offline.queued.push(publish);
     }
@@ -1500,10 +1636,12 @@ impl<S: Store, A: Auth> Router<S, A> {
                 if !session.clean {
                     self.record_closed(&client_id, &mut session, &merged);
                 }
+                session.stream = None;
                 let gap = core::mem::take(&mut session.offline.queued);
                 merged.queued.extend(gap);
                 session.offline = merged;
-                session.offline_bytes = state_bytes(&session.offline);
+                session.offline_bytes =
+                    state_bytes(&session.offline).saturating_add(session.spilled_bytes);
                 session.link = Link::Offline(now);
                 if session.clean {
                     // The old session ends with its connection.
@@ -1526,8 +1664,10 @@ impl<S: Store, A: Auth> Router<S, A> {
                     let mut state = resume;
                     state.subscriptions.clear();
                     self.record_closed(&client_id, &mut session, &state);
+                    session.stream = None;
                     state.queued.append(&mut session.offline.queued);
-                    session.offline_bytes = state_bytes(&state);
+                    session.offline_bytes =
+                        state_bytes(&state).saturating_add(session.spilled_bytes);
                     session.offline = state;
                     self.sessions.insert(client_id.clone(), session);
                     self.set_presence(&client_id, false);
@@ -1754,6 +1894,7 @@ impl<S: Store, A: Auth> Router<S, A> {
         } else {
             None
         };
+        self.stream_reported(target, true, above_high_water);
         match outcome {
             DeliverOutcome::Dropped(reason) => {
                 self.stats.delivery_drops += 1;
@@ -1822,6 +1963,7 @@ impl<S: Store, A: Auth> Router<S, A> {
     /// [`Action::Deliver`]s reached it); calling it on others does no harm.
     /// Unknown or not congested targets are ignored.
     pub fn handle_drained(&mut self, _now: Instant, target: ConnId) {
+        self.stream_reported(target, false, false);
         self.release_remote(target);
         let Some(fed_by) = self.congested.remove(&target) else {
             return;
@@ -1833,6 +1975,27 @@ impl<S: Store, A: Auth> Router<S, A> {
             self.update_pause(p);
         }
         self.update_pause(target);
+    }
+
+    /// A delivery to `target` was reported (or its queue drained): the
+    /// next streamed chunk goes once the last one is reported and the
+    /// session is not congested.
+    fn stream_reported(&mut self, target: ConnId, delivery: bool, above_high_water: bool) {
+        let Some(client_id) = self.conns.get(&target).cloned() else {
+            return;
+        };
+        let Some(session) = self.sessions.get_mut(&client_id) else {
+            return;
+        };
+        let Some(stream) = session.stream.as_mut() else {
+            return;
+        };
+        if delivery {
+            stream.unreported = stream.unreported.saturating_sub(1);
+        }
+        if stream.unreported == 0 && !above_high_water {
+            self.stream_next(&client_id);
+        }
     }
 
     /// Whether `conn` is paused (an [`Action::PausePublisher`] not yet
@@ -2038,6 +2201,21 @@ impl<S: Store, A: Auth> Router<S, A> {
     /// Messages held for the client's offline session (inflight and queued).
     #[must_use]
     pub fn offline_len(&self, client_id: &str) -> usize {
+        self.sessions.get(client_id).map_or(0, |s| {
+            s.offline
+                .queued
+                .len()
+                .saturating_add(s.offline.inflight.len())
+                .saturating_add(s.spilled)
+        })
+    }
+
+    /// Messages of the client's offline session held in memory (inflight
+    /// and queued): at most [`RouterConfig::offline_memory_messages`] queue
+    /// entries plus the state its last connection handed back; the rest of
+    /// [`offline_len`](Self::offline_len) is in the store only.
+    #[must_use]
+    pub fn offline_memory_len(&self, client_id: &str) -> usize {
         self.sessions.get(client_id).map_or(0, |s| {
             s.offline
                 .queued
