@@ -321,7 +321,16 @@ impl<R: Runtime> Conn<R> {
             }
         }
         self.update_flow();
-        match self.session.poll_timeout() {
+        // While paused, this connection does not read its client, so it
+        // cannot tell whether the client is silent: the keep-alive clock
+        // stops. On resume, what the client sent meanwhile is read before
+        // the timer is armed again.
+        let deadline = if self.paused {
+            None
+        } else {
+            self.session.poll_timeout()
+        };
+        match deadline {
             None => self.timer = None,
             Some(deadline) => {
                 let rearm = self.timer.as_ref().is_none_or(|(at, _)| deadline < *at);

@@ -46,4 +46,5 @@ on_smol!(
     abandoned_session_expires_on_the_shard_timer,
     mqtt_3_2_2_5_auth_hook_refuses_and_closes,
     client_that_never_reads_does_not_stall_others,
+    mqtt_3_1_2_24_paused_publisher_is_not_a_silent_client,
 );

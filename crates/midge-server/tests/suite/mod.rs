@@ -696,3 +696,45 @@ pub async fn client_that_never_reads_does_not_stall_others<R: Runtime>(rt: R) {
     })
     .await;
 }
+
+/// A publisher paused for longer than one and a half times its keep alive
+/// is not disconnected for silence: the server is the one not reading.
+// covers: MQTT-3.1.2-24
+pub async fn mqtt_3_1_2_24_paused_publisher_is_not_a_silent_client<R: Runtime>(rt: R) {
+    bounded(&rt, async {
+        let server = Running::start(&rt, options()).await;
+        let mut sub = TestClient::connect(&rt, server.addr, &id_on_shard("stalled", 0, 3)).await;
+        sub.subscribe("bulk", QoS::AtMostOnce).await;
+        let pub_id = id_on_shard("eager", 1, 3);
+        let (mut publisher, _) =
+            TestClient::connect_with(&rt, server.addr, connect_packet(&pub_id, true, 1)).await;
+        publisher
+            .publish("bulk", QoS::AtLeastOnce, b"probe", false)
+            .await;
+        assert_eq!(&sub.received().await.payload[..], b"probe");
+
+        const COUNT: u32 = 6000;
+        let (done_tx, done_rx) = async_channel::bounded(1);
+        rt.spawn(async move {
+            let payload = vec![1u8; 10 * 1024];
+            for _ in 0..COUNT {
+                publisher
+                    .publish("bulk", QoS::AtMostOnce, &payload, false)
+                    .await;
+            }
+            publisher.ping().await;
+            let _ = done_tx.send(publisher).await;
+        });
+        // Three times the publisher's keep alive without reading.
+        rt.sleep(Duration::from_secs(3)).await;
+        assert!(server.handle.stats().publisher_pauses >= 1);
+        for _ in 0..COUNT {
+            sub.received().await;
+        }
+        let publisher = done_rx.recv().await.unwrap();
+        publisher.disconnect().await;
+        sub.disconnect().await;
+        server.stop().await;
+    })
+    .await;
+}
