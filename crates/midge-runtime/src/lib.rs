@@ -41,6 +41,10 @@ pub trait Runtime: Clone + Send + Sync + 'static {
     type TcpStream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
     /// A bound TCP listener.
     type TcpListener: Send + Sync + 'static;
+    /// A bound UDP socket (MQTT-SN). Sending and receiving take it by
+    /// shared reference, so one task may wait for a datagram while another
+    /// sends.
+    type UdpSocket: Send + Sync + 'static;
 
     /// The runtime the caller is running on (tokio: the current runtime's
     /// handle; smol: the process-wide executor). Clones share the clock
@@ -101,4 +105,45 @@ pub trait Runtime: Clone + Send + Sync + 'static {
         host: &str,
         port: u16,
     ) -> impl Future<Output = io::Result<Vec<SocketAddr>>> + Send + 'static;
+
+    /// Binds a UDP socket on `addr` (port 0 picks a free port).
+    fn bind_udp(
+        &self,
+        addr: SocketAddr,
+    ) -> impl Future<Output = io::Result<Self::UdpSocket>> + Send + 'static;
+
+    /// Sends one datagram to `to`.
+    fn send_to<'a>(
+        &self,
+        socket: &'a Self::UdpSocket,
+        datagram: &'a [u8],
+        to: SocketAddr,
+    ) -> impl Future<Output = io::Result<usize>> + Send + 'a;
+
+    /// Receives one datagram into `buf` (a longer one is truncated, as the
+    /// operating system does) and its sender's address.
+    fn recv_from<'a>(
+        &self,
+        socket: &'a Self::UdpSocket,
+        buf: &'a mut [u8],
+    ) -> impl Future<Output = io::Result<(usize, SocketAddr)>> + Send + 'a;
+
+    /// The address a UDP socket is bound to.
+    ///
+    /// # Errors
+    /// As the operating system reports it.
+    fn udp_local_addr(socket: &Self::UdpSocket) -> io::Result<SocketAddr>;
+
+    /// Allows sending to broadcast addresses.
+    ///
+    /// # Errors
+    /// As the operating system reports it.
+    fn set_udp_broadcast(socket: &Self::UdpSocket, on: bool) -> io::Result<()>;
+
+    /// Joins a multicast group (IPv4 or IPv6) on the interface the system
+    /// picks, for SEARCHGW/ADVERTISE discovery.
+    ///
+    /// # Errors
+    /// As the operating system reports it.
+    fn join_multicast(socket: &Self::UdpSocket, group: std::net::IpAddr) -> io::Result<()>;
 }

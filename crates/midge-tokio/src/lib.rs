@@ -65,6 +65,7 @@ impl TokioRuntime {
 impl Runtime for TokioRuntime {
     type TcpStream = Compat<tokio::net::TcpStream>;
     type TcpListener = tokio::net::TcpListener;
+    type UdpSocket = tokio::net::UdpSocket;
 
     /// # Panics
     /// Outside a tokio runtime, as `tokio::runtime::Handle::current` does.
@@ -144,6 +145,51 @@ impl Runtime for TokioRuntime {
                 .collect())
         }
     }
+
+    fn bind_udp(
+        &self,
+        addr: SocketAddr,
+    ) -> impl Future<Output = io::Result<Self::UdpSocket>> + Send + 'static {
+        tokio::net::UdpSocket::bind(addr)
+    }
+
+    // An `async fn` would borrow `self`; the trait wants the future free of it.
+    #[allow(clippy::manual_async_fn)]
+    fn send_to<'a>(
+        &self,
+        socket: &'a Self::UdpSocket,
+        datagram: &'a [u8],
+        to: SocketAddr,
+    ) -> impl Future<Output = io::Result<usize>> + Send + 'a {
+        async move { socket.send_to(datagram, to).await }
+    }
+
+    // An `async fn` would borrow `self`; the trait wants the future free of it.
+    #[allow(clippy::manual_async_fn)]
+    fn recv_from<'a>(
+        &self,
+        socket: &'a Self::UdpSocket,
+        buf: &'a mut [u8],
+    ) -> impl Future<Output = io::Result<(usize, SocketAddr)>> + Send + 'a {
+        async move { socket.recv_from(buf).await }
+    }
+
+    fn udp_local_addr(socket: &Self::UdpSocket) -> io::Result<SocketAddr> {
+        socket.local_addr()
+    }
+
+    fn set_udp_broadcast(socket: &Self::UdpSocket, on: bool) -> io::Result<()> {
+        socket.set_broadcast(on)
+    }
+
+    fn join_multicast(socket: &Self::UdpSocket, group: std::net::IpAddr) -> io::Result<()> {
+        match group {
+            std::net::IpAddr::V4(group) => {
+                socket.join_multicast_v4(group, std::net::Ipv4Addr::UNSPECIFIED)
+            }
+            std::net::IpAddr::V6(group) => socket.join_multicast_v6(&group, 0),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -183,5 +229,22 @@ mod tests {
         rx.await.unwrap();
         let resolved = rt.resolve("localhost", 1883).await.unwrap();
         assert!(resolved.iter().all(|a| a.port() == 1883) && !resolved.is_empty());
+    }
+
+    #[tokio::test]
+    async fn udp_round_trip_over_loopback() {
+        (async {
+            let rt = TokioRuntime::current();
+            let a = rt.bind_udp("127.0.0.1:0".parse().unwrap()).await.unwrap();
+            let b = rt.bind_udp("127.0.0.1:0".parse().unwrap()).await.unwrap();
+            let b_addr = TokioRuntime::udp_local_addr(&b).unwrap();
+            let a_addr = TokioRuntime::udp_local_addr(&a).unwrap();
+            assert_eq!(rt.send_to(&a, b"\x02\x16", b_addr).await.unwrap(), 2);
+            let mut buf = [0u8; 16];
+            let (n, from) = rt.recv_from(&b, &mut buf).await.unwrap();
+            assert_eq!((&buf[..n], from), (&b"\x02\x16"[..], a_addr));
+            TokioRuntime::set_udp_broadcast(&a, true).unwrap();
+        })
+        .await;
     }
 }
