@@ -526,6 +526,17 @@ impl<R: Runtime> Conn<R> {
     /// shard has reported the delivery already; what the session does with
     /// it is counted here.
     fn deliver(&mut self, now: Instant, publish: Publish) {
+        if self.session.is_closed() {
+            // Closed by a takeover or a shutdown a moment ago: QoS 1/2
+            // messages join the resume state (see `finish`), so a
+            // persistent session keeps them.
+            if publish.qos() == QoS::AtMostOnce {
+                self.counts.messages_dropped += 1;
+            } else {
+                self.held.push_back(publish);
+            }
+            return;
+        }
         // Whatever fits goes in first, so a message is held only while the
         // session is above its high-water mark.
         if !self.held.is_empty() && !self.session.is_closed() {

@@ -47,4 +47,5 @@ on_tokio!(
     mqtt_3_2_2_5_auth_hook_refuses_and_closes,
     client_that_never_reads_does_not_stall_others,
     mqtt_3_1_2_24_paused_publisher_is_not_a_silent_client,
+    mqtt_3_1_4_2_takeover_under_load_loses_nothing,
 );

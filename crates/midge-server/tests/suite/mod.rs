@@ -738,3 +738,44 @@ pub async fn mqtt_3_1_2_24_paused_publisher_is_not_a_silent_client<R: Runtime>(r
     })
     .await;
 }
+
+/// A takeover while messages are on their way to a persistent session:
+/// the new connection gets every one of them (those the old connection
+/// had in flight again, with DUP), none is lost in the handover.
+// covers: MQTT-3.1.4-2, MQTT-3.1.2-4, MQTT-4.4.0-1
+pub async fn mqtt_3_1_4_2_takeover_under_load_loses_nothing<R: Runtime>(rt: R) {
+    bounded(&rt, async {
+        let server = Running::start(&rt, options()).await;
+        let (mut old, _) =
+            TestClient::connect_with(&rt, server.addr, connect_packet("heir", false, 60)).await;
+        old.subscribe("estate", QoS::AtLeastOnce).await;
+        // `old` never reads again.
+        const COUNT: u32 = 300;
+        let mut publisher = TestClient::connect(&rt, server.addr, "testator").await;
+        let (done_tx, done_rx) = async_channel::bounded(1);
+        rt.spawn(async move {
+            for n in 0..COUNT {
+                publisher
+                    .publish("estate", QoS::AtLeastOnce, &n.to_be_bytes(), false)
+                    .await;
+            }
+            let _ = done_tx.send(publisher).await;
+        });
+        rt.sleep(Duration::from_millis(5)).await;
+        let (mut new, ack) =
+            TestClient::connect_with(&rt, server.addr, connect_packet("heir", false, 60)).await;
+        assert!(ack.session_present);
+        let mut seen = std::collections::BTreeSet::new();
+        while seen.len() < COUNT as usize {
+            let p = new.received().await;
+            let n = u32::from_be_bytes(p.payload[..4].try_into().unwrap());
+            seen.insert(n);
+        }
+        let publisher = done_rx.recv().await.unwrap();
+        drop(old);
+        publisher.disconnect().await;
+        new.disconnect().await;
+        server.stop().await;
+    })
+    .await;
+}
