@@ -68,6 +68,10 @@ pub enum StoreError {
         /// The version found, if it could be read at all.
         found: Option<u32>,
     },
+    /// Another process (or another `DiskStore` in this one) has the
+    /// database open. Nothing was moved: this is not damage.
+    #[error("the store is in use by another process")]
+    Locked,
     /// Moving a damaged database aside failed.
     #[error("could not move the damaged store aside: {0}")]
     MoveAside(String),
@@ -75,7 +79,10 @@ pub enum StoreError {
 
 impl From<fjall::Error> for StoreError {
     fn from(e: fjall::Error) -> Self {
-        Self::Engine(e.to_string())
+        match e {
+            fjall::Error::Locked => Self::Locked,
+            e => Self::Engine(e.to_string()),
+        }
     }
 }
 
@@ -135,7 +142,9 @@ impl DiskStore {
     /// moved or created).
     ///
     /// # Errors
-    /// When neither the existing database nor a fresh one can be opened.
+    /// [`StoreError::Locked`] when the database is open elsewhere; other
+    /// errors when neither the existing database nor a fresh one can be
+    /// opened.
     pub fn open(path: impl AsRef<Path>) -> Result<Opened, StoreError> {
         let path = path.as_ref().to_path_buf();
         let error = match Self::open_checked(&path) {
@@ -145,6 +154,8 @@ impl DiskStore {
                     recovery: None,
                 })
             }
+            // A database in use is not damaged: refuse, move nothing.
+            Err(StoreError::Locked) => return Err(StoreError::Locked),
             Err(e) => e,
         };
         let moved_to = aside_name(&path);

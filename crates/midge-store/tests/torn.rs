@@ -175,3 +175,23 @@ fn an_undecodable_record_is_reported_and_only_it_is_lost() {
     assert_eq!(good.state.inbound_qos2, vec![PacketId::new(3).unwrap()]);
     assert!(recovered.sessions.iter().all(|x| x.client_id != "bad"));
 }
+
+#[test]
+fn a_store_in_use_is_refused_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    fill(&path);
+    let first = DiskStore::open(&path).unwrap();
+    assert!(first.recovery.is_none());
+    assert_eq!(DiskStore::open(&path).unwrap_err(), StoreError::Locked);
+    // Nothing was moved aside.
+    let names: Vec<_> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("store")]);
+    assert_eq!(
+        first.store.load_queue("client-1", None, 100).unwrap().len(),
+        20
+    );
+}
