@@ -3,7 +3,9 @@
 #   - the Mosquitto broker and its clients (Debian packages `mosquitto` and
 #     `mosquitto-clients`), with any system mosquitto service stopped so that
 #     nothing of ours ever depends on port 1883;
-#   - a Python venv at target/peers/venv with a pinned paho-mqtt.
+#   - a Python venv at target/peers/venv with a pinned paho-mqtt;
+#   - in the same venv, a pinned mqtt-sn-12, the MQTT-SN 1.2 client nobody
+#     here wrote that the SN interop tests drive (see below for why).
 # Idempotent: a second run changes nothing and says so. Prints what it did and
 # exits non-zero with a message naming what could not be installed.
 #
@@ -12,6 +14,13 @@
 set -euo pipefail
 
 PAHO_VERSION="2.1.0"
+# mqtt-sn-12 (Marco Ratto, MIT, pure Python, no dependencies) rather than
+# `mqttsn` 0.0.4: it is maintained (1.0.9, 2025), speaks QoS -1/0/1/2,
+# pre-defined ids, wills and sleep, and ships mqtt_sn_pub/mqtt_sn_sub tools
+# with the flags of the C tools of the same names, which the tests run as
+# `python -m mqttsn12.mqtt_sn_pub|sub`. `mqttsn` (2018, RSMB-era) is kept
+# out: unmaintained and without command-line tools.
+MQTTSN12_VERSION="1.0.9"
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="$root/target/peers/venv"
@@ -117,6 +126,18 @@ else
     "$py" -m pip install --disable-pip-version-check -q "paho-mqtt==$PAHO_VERSION" ||
         die "pip install paho-mqtt==$PAHO_VERSION failed"
     "$py" -c "import paho.mqtt" || die "paho-mqtt does not import after pip install"
+fi
+
+# --- mqtt-sn-12 (MQTT-SN client) ------------------------------------------
+
+if "$py" -c "import importlib.metadata as m, sys; sys.exit(m.version('mqtt-sn-12') != '$MQTTSN12_VERSION')" 2>/dev/null; then
+    say "mqtt-sn-12 $MQTTSN12_VERSION already in $venv"
+else
+    say "pip install mqtt-sn-12==$MQTTSN12_VERSION"
+    "$py" -m pip install --disable-pip-version-check -q "mqtt-sn-12==$MQTTSN12_VERSION" ||
+        die "pip install mqtt-sn-12==$MQTTSN12_VERSION failed"
+    "$py" -c "import mqttsn12.mqtt_sn_pub, mqttsn12.mqtt_sn_sub" ||
+        die "mqtt-sn-12 does not import after pip install"
 fi
 
 say "peers ready"
