@@ -75,11 +75,53 @@
 //! dropped, or (with several shards) put in shard messages, so a driver
 //! using
 //! [`ServerConfig::ack_after_route`](crate::ServerConfig::ack_after_route)
-//! may acknowledge it once those are handed over.
+//! may acknowledge it once those are handed over (with durability on, once
+//! they are also committed: see below).
+//!
+//! # Durability
+//!
+//! The router records in its [`Store`] what a restart must find: the
+//! subscriptions of persistent sessions, their queues (each message stored
+//! once under a [`MessageId`] and referenced from every queue that holds
+//! it), the state a connection hands back when it ends (inflight messages
+//! with their packet ids, unsent messages, inbound QoS 2 ids), and retained
+//! messages. Recording is not yet durability: the adapter makes the records
+//! durable with [`Router::commit`], one store commit (one sync) for every
+//! change since the last one, on a timer or after a batch. A durable
+//! adapter's duties:
+//!
+//! 1. after [`Router::recover`] at start-up, route as usual;
+//! 2. after handing an [`Event::Publish`] carrying an
+//!    [`AckToken`](crate::AckToken) to [`Router::handle_publish`], read
+//!    [`Router::commit_ticket`]: with `Some(ticket)`, hold the token until
+//!    [`Router::is_committed`] says so (the PUBACK or PUBREC waits for the
+//!    commit that holds the message); with `None`, acknowledge at once;
+//! 3. with [`RouterConfig::record_online`], messages handed to connected
+//!    persistent sessions are recorded too; before each commit, call
+//!    [`Router::checkpoint`] with
+//!    [`ServerSession::resume_snapshot`](crate::ServerSession::resume_snapshot)
+//!    for each connected persistent session whose state changed since its
+//!    last checkpoint (a packet read or a delivery applied), so that inflight
+//!    packet ids, PUBREL state and inbound QoS 2 ids survive a crash and the
+//!    delivery records are replaced by that state;
+//! 4. call [`Router::commit`] within the configured bound (for example every
+//!    1–5 ms while [`Router::commit_ticket`] is `Some`), then release the
+//!    held acknowledgements whose tickets are committed; on an error keep
+//!    them held and try again;
+//! 5. with [`RouterConfig::offline_memory_messages`], keep calling
+//!    [`Router::handle_delivery`] and [`Router::handle_drained`] as for
+//!    back-pressure: they pace the streaming of a resumed session's queue
+//!    from the store.
+//!
+//! With several shards, each shard has a store of its own, and a message
+//! delivered through another shard is recorded there: the publisher's
+//! acknowledgement must also wait for a commit of every shard it sent
+//! [`ShardMessage::Deliver`] to, issued after that message (a commit request
+//! sent through the same FIFO channels does it).
 //!
 //! Key types: [`Router`], [`RouterConfig`], [`Action`], [`ConnId`],
 //! [`ConnectRequest`], [`RouterStats`], [`Auth`], [`Store`],
-//! [`ShardMessage`], [`ShardConn`].
+//! [`MemoryStore`], [`CommitTicket`], [`ShardMessage`], [`ShardConn`].
 //!
 //! [`ServerSession`]: crate::ServerSession
 //! [`ServerSession::into_resume_state`]: crate::ServerSession::into_resume_state
