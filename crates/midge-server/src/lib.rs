@@ -181,6 +181,7 @@ impl<R: Runtime, S: Store, A: Auth> std::fmt::Debug for Server<R, S, A> {
 impl<R: Runtime> Server<R> {
     /// Binds every listener of `options` now (so port 0 is resolved when
     /// this returns), with an in-memory store and no access control.
+    /// Cancel-safe: dropping the future closes what it bound.
     ///
     /// # Errors
     /// The first listener that cannot be bound.
@@ -197,7 +198,8 @@ where
 {
     /// Like [`Server::bind`], with the store and auth of each router shard
     /// made by `parts(shard)`. Each router recovers what its store holds
-    /// ([`Router::recover`]) before anything is served.
+    /// ([`Router::recover`]) before anything is served. Cancel-safe, as
+    /// [`Server::bind`].
     ///
     /// # Errors
     /// The first listener that cannot be bound, or a store that cannot

@@ -137,6 +137,13 @@ pub(crate) struct ShardTask<R: Runtime, S: Store, A: Auth> {
     /// state, so a persistent session loses nothing in that gap.
     orphans: HashMap<ConnId, Vec<Publish>>,
     timer: Option<(Instant, Timer)>,
+    /// Whether the router's deadline may have moved earlier. Its only
+    /// deadline is the expiry of offline persistent sessions, which starts
+    /// when a connection closes; any other change can only make it later,
+    /// and an early `handle_timeout` is harmless. So `poll_timeout`, which
+    /// looks at every session, runs after a close or a timeout only, not
+    /// after every message.
+    timer_stale: bool,
     shared: Arc<Shared>,
 }
 
@@ -171,6 +178,7 @@ where
             backlog_high,
             orphans: HashMap::new(),
             timer: None,
+            timer_stale: false,
             shared,
         }
     }
@@ -182,7 +190,10 @@ where
         self.drain(self.rt.now(), None);
         self.arm_timer();
         while std::future::poll_fn(|cx| self.poll_step(cx)).await {
-            self.arm_timer();
+            if self.timer_stale {
+                self.timer_stale = false;
+                self.arm_timer();
+            }
         }
         let stats = self.router.stats();
         tracing::debug!(shard = self.index, ?stats, "router shard stopped");
@@ -242,6 +253,7 @@ where
                 let t = *now.get_or_insert_with(|| self.rt.now());
                 self.router.handle_timeout(t);
                 self.drain(t, None);
+                self.timer_stale = true;
                 progress = true;
             }
         }
@@ -313,6 +325,7 @@ where
                 }
                 let wills = self.router.stats().wills_published;
                 self.router.handle_closed(now, conn, publish_will, resume);
+                self.timer_stale = true;
                 let published = self.router.stats().wills_published.saturating_sub(wills);
                 if published != 0 {
                     self.shared
