@@ -1182,6 +1182,20 @@ impl<S: Store, A: Auth> Router<S, A> {
         self.publishing = None;
     }
 
+    /// A message the broker itself publishes (its `$SYS/broker/...`
+    /// statistics, say): stored if retained and fanned out like a client's
+    /// message, but exempt from the `$SYS` rule
+    /// ([`RouterConfig::allow_client_sys_publish`] restrains clients only)
+    /// and from [`Auth::may_publish`], and with no publisher to pause.
+    /// Readers are still filtered: [`Auth::may_subscribe`] decides who may
+    /// subscribe to the topic, and wildcards at the first level do not
+    /// match `$` topics [MQTT-4.7.2-1]. Any shard may take it (the retained
+    /// copy goes to the shard owning the topic).
+    pub fn handle_internal_publish(&mut self, now: Instant, publish: Publish) {
+        self.publishing = None;
+        self.retain_and_fan_out(now, publish);
+    }
+
     /// Applies the `$SYS` rule, authorisation and the retained store, then
     /// fans the message out.
     fn route(&mut self, now: Instant, client_id: &str, username: Option<&str>, publish: Publish) {
@@ -1195,6 +1209,12 @@ impl<S: Store, A: Auth> Router<S, A> {
             self.stats.denied_publishes += 1;
             return;
         }
+        self.retain_and_fan_out(now, publish);
+    }
+
+    /// Stores a retained message (here or on its owner shard), then fans
+    /// the message out.
+    fn retain_and_fan_out(&mut self, now: Instant, publish: Publish) {
         if publish.retain {
             let owner = shard_of(publish.topic.as_str(), self.shards());
             if owner == self.me() {
@@ -2285,5 +2305,15 @@ impl<S: Store, A: Auth> Router<S, A> {
     #[must_use]
     pub fn retained_len(&self) -> usize {
         self.retained.len()
+    }
+
+    /// The number of subscriptions held by this router's sessions, online
+    /// and offline (one per client and filter, share-group memberships
+    /// included). With several shards, each shard counts the sessions it
+    /// owns, so the sum over shards counts each subscription once. It
+    /// visits every session: meant for statistics, not for every message.
+    #[must_use]
+    pub fn subscription_count(&self) -> usize {
+        self.sessions.values().map(|s| s.subs.len()).sum()
     }
 }
