@@ -7,13 +7,14 @@
 //! What it deliberately does not do: any protocol work (the session machine
 //! `midge_session::Client` does all of it; this crate moves bytes, deadlines
 //! and events between a socket and that machine), TLS or WebSocket (yet:
-//! those addresses fail with [`ClientError::UnsupportedScheme`]), MQTT-SN,
+//! those addresses fail with [`ClientError::UnsupportedScheme`]),
 //! persistence of the session to disk, or routing incoming messages to
 //! per-subscription handlers (every message arrives in one [`Messages`]).
 //!
 //! Key types: [`Client`] (a cheap, cloneable handle), [`ConnectOptions`]
 //! and [`Reconnect`], [`Delivery`] (the future of one publish), [`Messages`]
-//! and [`Message`], [`ClientError`], [`ClientStats`].
+//! and [`Message`], [`ClientError`], [`ClientStats`]. The MQTT-SN client
+//! lives apart, in [`sn`] ([`sn::SnClient`]).
 //!
 //! # How it runs
 //!
@@ -102,6 +103,7 @@ mod driver;
 mod error;
 mod message;
 mod options;
+pub mod sn;
 
 pub use client::{Client, ClientStats, Delivery};
 pub use error::ClientError;
