@@ -9,3 +9,10 @@ pub use midge_client::{
 
 /// The async MQTT client on [`crate::SmolRuntime`].
 pub type Client = midge_client::Client<crate::SmolRuntime>;
+
+pub use midge_client::sn::{
+    SnClientError, SnConnectOptions, SnGranted, SnMessage, SnMessages, SnPending, SnTopic,
+};
+
+/// The async MQTT-SN client on [`crate::SmolRuntime`]; see `midge_client::sn`.
+pub type SnClient = midge_client::sn::SnClient<crate::SmolRuntime>;
