@@ -10,12 +10,14 @@
 //! queues hold them, with a reference count), and retained messages.
 //! Messages are stored as their PUBLISH packets.
 //!
-//! Durability: every `save_*`/`push_*`/`remove_*` call writes to the
-//! database's journal at once (so reads see it), and [`Store::commit`]
-//! syncs the journal to disk (one `fsync` for everything recorded since
-//! the last commit). A crash loses at most what was recorded after the last
-//! commit; the journal keeps the order of the writes, so what comes back
-//! is a prefix of what was recorded.
+//! Durability: the `save_*`/`push_*`/`remove_*` calls collect their
+//! changes in memory (reads see them), and [`Store::commit`] writes them
+//! as one atomic batch and syncs the journal (one `fsync` for everything
+//! recorded since the last commit). A crash loses exactly what was recorded
+//! after the last successful commit, never part of a commit. Memory is
+//! bounded by the changes of one commit interval plus the engine's buffers
+//! ([`StoreOptions`]). Dropping the store commits what is pending;
+//! [`DiskStore::abandon`] drops it as a crash would.
 //!
 //! Recovery never refuses to start: [`DiskStore::open`] checks the format
 //! version key and reads every record; a database the engine cannot open,
@@ -30,12 +32,15 @@
 //! beyond the engine's caches. [`DiskStore::dump`] writes a human-readable
 //! view for support (`midge store dump`).
 //!
-//! Key types: [`DiskStore`], [`Opened`], [`Recovery`], [`StoreError`].
+//! Key types: [`DiskStore`], [`StoreOptions`], [`Opened`], [`Recovery`],
+//! [`StoreError`].
 #![forbid(unsafe_code)]
 
 mod codec;
 
+use std::collections::BTreeMap;
 use std::io::Write;
+use std::iter::Peekable;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -111,6 +116,39 @@ pub struct Opened {
     pub recovery: Option<Recovery>,
 }
 
+/// How much memory the engine may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoreOptions {
+    /// The write buffer (memtable) of each of the six keyspaces, in bytes,
+    /// before it is flushed to disk. Default 4 MiB.
+    pub memtable_bytes: u64,
+    /// The block cache shared by all keyspaces, in bytes. Default 16 MiB.
+    pub cache_bytes: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            memtable_bytes: 4 * 1024 * 1024,
+            cache_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// A key and its value.
+type Record = (Vec<u8>, Vec<u8>);
+
+/// Changes recorded since the last commit, per keyspace: `None` deletes.
+type Pending = [BTreeMap<Vec<u8>, Option<Vec<u8>>>; 6];
+
+const META: usize = 0;
+const SUBS: usize = 1;
+const STATES: usize = 2;
+const QUEUES: usize = 3;
+const MESSAGES: usize = 4;
+const RETAINED: usize = 5;
+
 /// A [`Store`] in a database directory.
 pub struct DiskStore {
     db: Database,
@@ -120,7 +158,16 @@ pub struct DiskStore {
     queues: Keyspace,
     messages: Keyspace,
     retained: Keyspace,
+    pending: Pending,
     path: PathBuf,
+}
+
+impl Drop for DiskStore {
+    fn drop(&mut self) {
+        // A clean close keeps what was recorded; an error here has no one
+        // to go to, and the changes are then lost as in a crash.
+        let _ = self.commit_pending();
+    }
 }
 
 impl std::fmt::Debug for DiskStore {
@@ -146,8 +193,16 @@ impl DiskStore {
     /// errors when neither the existing database nor a fresh one can be
     /// opened.
     pub fn open(path: impl AsRef<Path>) -> Result<Opened, StoreError> {
+        Self::open_with(path, StoreOptions::default())
+    }
+
+    /// [`DiskStore::open`] with engine memory limits.
+    ///
+    /// # Errors
+    /// As [`DiskStore::open`].
+    pub fn open_with(path: impl AsRef<Path>, options: StoreOptions) -> Result<Opened, StoreError> {
         let path = path.as_ref().to_path_buf();
-        let error = match Self::open_checked(&path) {
+        let error = match Self::open_checked(&path, options) {
             Ok(store) => {
                 return Ok(Opened {
                     store,
@@ -160,9 +215,9 @@ impl DiskStore {
         };
         let moved_to = aside_name(&path);
         std::fs::rename(&path, &moved_to).map_err(|e| StoreError::MoveAside(e.to_string()))?;
-        let store = Self::open_unchecked(&path)?;
+        let store = Self::open_unchecked(&path, options)?;
         store.write_format()?;
-        let (salvaged, lost) = match Self::open_unchecked(&moved_to) {
+        let (salvaged, lost) = match Self::open_unchecked(&moved_to, options) {
             Ok(old) => old.copy_into(&store),
             Err(_) => (0, 0),
         };
@@ -184,9 +239,16 @@ impl DiskStore {
         &self.path
     }
 
-    fn open_unchecked(path: &Path) -> Result<Self, StoreError> {
-        let db = Database::builder(path).open()?;
-        let ks = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default);
+    fn open_unchecked(path: &Path, options: StoreOptions) -> Result<Self, StoreError> {
+        let db = Database::builder(path)
+            .cache_size(options.cache_bytes)
+            .open()?;
+        let memtable = options.memtable_bytes.max(1024 * 1024);
+        let ks = |name: &str| {
+            db.keyspace(name, || {
+                KeyspaceCreateOptions::default().max_memtable_size(memtable)
+            })
+        };
         Ok(Self {
             meta: ks("meta")?,
             subs: ks("subs")?,
@@ -195,12 +257,13 @@ impl DiskStore {
             messages: ks("messages")?,
             retained: ks("retained")?,
             db,
+            pending: Pending::default(),
             path: path.to_path_buf(),
         })
     }
 
-    fn open_checked(path: &Path) -> Result<Self, StoreError> {
-        let store = Self::open_unchecked(path)?;
+    fn open_checked(path: &Path, options: StoreOptions) -> Result<Self, StoreError> {
+        let store = Self::open_unchecked(path, options)?;
         match store.meta.get(FORMAT_KEY)? {
             Some(v) => {
                 let found = <[u8; 4]>::try_from(v.as_ref()).ok().map(u32::from_be_bytes);
@@ -281,14 +344,10 @@ impl DiskStore {
     /// the output and as the error at the end).
     pub fn dump(&self, w: &mut impl Write) -> std::io::Result<()> {
         let mut bad = 0u64;
-        for (i, ks) in self.keyspaces().into_iter().enumerate() {
-            let name = KEYSPACES.get(i).copied().unwrap_or("?");
+        for (i, name) in KEYSPACES.iter().enumerate() {
             writeln!(w, "[{name}]")?;
-            for kv in ks.iter() {
-                let line = match kv.into_inner() {
-                    Ok((k, v)) => describe(i, &k, &v),
-                    Err(e) => Err(StoreError::from(e)),
-                };
+            for kv in self.scan(i, Vec::new(), &[]) {
+                let line = kv.and_then(|(k, v)| describe(i, &k, &v));
                 match line {
                     Ok(line) => writeln!(w, "  {line}")?,
                     Err(e) => {
@@ -310,7 +369,8 @@ impl DiskStore {
     /// # Errors
     /// When the engine cannot read.
     pub fn message_count(&self) -> Result<usize, StoreError> {
-        Ok(self.messages.len()?)
+        self.scan(MESSAGES, Vec::new(), &[])
+            .try_fold(0, |n, kv| kv.map(|_| n + 1))
     }
 
     /// The number of queue entries over all sessions.
@@ -318,32 +378,156 @@ impl DiskStore {
     /// # Errors
     /// When the engine cannot read.
     pub fn queue_entry_count(&self) -> Result<usize, StoreError> {
-        Ok(self.queues.len()?)
+        self.scan(QUEUES, Vec::new(), &[])
+            .try_fold(0, |n, kv| kv.map(|_| n + 1))
     }
 
-    fn unref(&self, message: MessageId) -> Result<(), StoreError> {
-        let key = message.to_be_bytes();
-        let Some(v) = self.messages.get(key)? else {
+    /// Drops the changes recorded since the last commit and closes the
+    /// store, as a crash at this point would: the next open finds what was
+    /// committed.
+    pub fn abandon(mut self) {
+        self.pending = Pending::default();
+    }
+
+    fn keyspace(&self, ks: usize) -> &Keyspace {
+        match ks {
+            META => &self.meta,
+            SUBS => &self.subs,
+            STATES => &self.states,
+            QUEUES => &self.queues,
+            MESSAGES => &self.messages,
+            _ => &self.retained,
+        }
+    }
+
+    /// The value of `key`, pending changes first.
+    fn get(&self, ks: usize, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(v) = self.pending.get(ks).and_then(|m| m.get(key)) {
+            return Ok(v.clone());
+        }
+        Ok(self.keyspace(ks).get(key)?.map(|v| v.to_vec()))
+    }
+
+    fn put(&mut self, ks: usize, key: Vec<u8>, value: Vec<u8>) {
+        if let Some(m) = self.pending.get_mut(ks) {
+            m.insert(key, Some(value));
+        }
+    }
+
+    fn del(&mut self, ks: usize, key: Vec<u8>) {
+        if let Some(m) = self.pending.get_mut(ks) {
+            m.insert(key, None);
+        }
+    }
+
+    /// The records of `ks` from `from` on whose keys start with `prefix`,
+    /// in key order, pending changes merged in.
+    fn scan<'a>(
+        &'a self,
+        ks: usize,
+        from: Vec<u8>,
+        prefix: &'a [u8],
+    ) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>), StoreError>> + 'a {
+        let db = self
+            .keyspace(ks)
+            .range(from.clone()..)
+            .map(|g| {
+                g.into_inner()
+                    .map(|(k, v)| (k.to_vec(), v.to_vec()))
+                    .map_err(StoreError::from)
+            })
+            .peekable();
+        let empty = const { &BTreeMap::new() };
+        let pending = self
+            .pending
+            .get(ks)
+            .unwrap_or(empty)
+            .range(from..)
+            .peekable();
+        Merge { db, pending }.take_while(move |kv| match kv {
+            Ok((k, _)) => k.starts_with(prefix),
+            Err(_) => true,
+        })
+    }
+
+    /// Writes the pending changes as one batch and syncs the journal.
+    fn commit_pending(&mut self) -> Result<(), StoreError> {
+        if self.pending.iter().all(BTreeMap::is_empty) {
+            return Ok(());
+        }
+        let mut batch = self.db.batch().durability(Some(PersistMode::SyncAll));
+        for (ks, changes) in self.pending.iter().enumerate() {
+            let keyspace = self.keyspace(ks);
+            for (k, v) in changes {
+                match v {
+                    Some(v) => batch.insert(keyspace, k.as_slice(), v.as_slice()),
+                    None => batch.remove(keyspace, k.as_slice()),
+                }
+            }
+        }
+        batch.commit()?;
+        self.pending = Pending::default();
+        Ok(())
+    }
+
+    fn unref(&mut self, message: MessageId) -> Result<(), StoreError> {
+        let key = message.to_be_bytes().to_vec();
+        let Some(mut v) = self.get(MESSAGES, &key)? else {
             return Ok(());
         };
         let (refs, _) = codec::decode_message(&v)?;
         let refs = refs.saturating_sub(1);
         if refs == 0 {
-            self.messages.remove(key)?;
+            self.del(MESSAGES, key);
         } else {
-            let mut v = v.to_vec();
             if let Some(head) = v.get_mut(..4) {
                 head.copy_from_slice(&refs.to_be_bytes());
             }
-            self.messages.insert(key, v)?;
+            self.put(MESSAGES, key, v);
         }
         Ok(())
     }
 
-    fn client_keys(&self, ks: &Keyspace, client_id: &str) -> Result<Vec<Vec<u8>>, StoreError> {
-        ks.prefix(codec::client_prefix(client_id))
-            .map(|g| Ok(g.key()?.to_vec()))
-            .collect()
+    fn client_records(&self, ks: usize, client_id: &str) -> Result<Vec<Record>, StoreError> {
+        let prefix = codec::client_prefix(client_id);
+        self.scan(ks, prefix.clone(), &prefix).collect()
+    }
+}
+
+/// The database's records merged with the pending changes (which win).
+struct Merge<'a, I: Iterator> {
+    db: Peekable<I>,
+    pending: Peekable<std::collections::btree_map::Range<'a, Vec<u8>, Option<Vec<u8>>>>,
+}
+
+impl<I> Iterator for Merge<'_, I>
+where
+    I: Iterator<Item = Result<(Vec<u8>, Vec<u8>), StoreError>>,
+{
+    type Item = Result<(Vec<u8>, Vec<u8>), StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let order = match (self.db.peek(), self.pending.peek()) {
+                (None, None) => return None,
+                (Some(Err(_)) | Some(Ok(_)), None) => return self.db.next(),
+                (Some(Err(_)), Some(_)) => return self.db.next(),
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (Some(Ok((dk, _))), Some((pk, _))) => dk.as_slice().cmp(pk.as_slice()),
+            };
+            match order {
+                std::cmp::Ordering::Less => return self.db.next(),
+                std::cmp::Ordering::Equal => {
+                    // The pending change replaces the stored record.
+                    self.db.next();
+                }
+                std::cmp::Ordering::Greater => {}
+            }
+            // A pending deletion hides the stored record and yields nothing.
+            if let Some((k, Some(v))) = self.pending.next() {
+                return Some(Ok((k.clone(), v.clone())));
+            }
+        }
     }
 }
 
@@ -450,13 +634,16 @@ impl Store for DiskStore {
         filter: &Filter,
         qos: QoS,
     ) -> Result<(), Self::Error> {
-        self.subs
-            .insert(codec::sub_key(client_id, filter), [codec::qos_byte(qos)])?;
+        self.put(
+            SUBS,
+            codec::sub_key(client_id, filter),
+            vec![codec::qos_byte(qos)],
+        );
         Ok(())
     }
 
     fn remove_subscription(&mut self, client_id: &str, filter: &Filter) -> Result<(), Self::Error> {
-        self.subs.remove(codec::sub_key(client_id, filter))?;
+        self.del(SUBS, codec::sub_key(client_id, filter));
         Ok(())
     }
 
@@ -467,9 +654,10 @@ impl Store for DiskStore {
     ) -> Result<(), Self::Error> {
         let key = codec::client_prefix(client_id);
         if state.is_empty() {
-            self.states.remove(key)?;
+            self.del(STATES, key);
         } else {
-            self.states.insert(key, codec::encode_state(state)?)?;
+            let value = codec::encode_state(state)?;
+            self.put(STATES, key, value);
         }
         Ok(())
     }
@@ -482,18 +670,15 @@ impl Store for DiskStore {
         publish: &Publish,
     ) -> Result<(), Self::Error> {
         let key = codec::queue_key(client_id, seq);
-        if let Some(old) = self.queues.get(&key)? {
+        if let Some(old) = self.get(QUEUES, &key)? {
             let (old_id, _) = codec::decode_entry(&old)?;
-            self.queues.remove(key.clone())?;
+            self.del(QUEUES, key.clone());
             self.unref(old_id)?;
         }
-        // The message first: a crash between the two writes leaves an
-        // unreferenced message, never a dangling reference.
-        let id = message.to_be_bytes();
-        let value = match self.messages.get(id)? {
-            Some(v) => {
+        let id = message.to_be_bytes().to_vec();
+        let value = match self.get(MESSAGES, &id)? {
+            Some(mut v) => {
                 let (refs, _) = codec::decode_message(&v)?;
-                let mut v = v.to_vec();
                 if let Some(head) = v.get_mut(..4) {
                     head.copy_from_slice(&refs.saturating_add(1).to_be_bytes());
                 }
@@ -501,19 +686,22 @@ impl Store for DiskStore {
             }
             None => codec::message_value(1, &codec::encode_publish(publish)?),
         };
-        self.messages.insert(id, value)?;
-        self.queues
-            .insert(key, codec::entry_value(message, publish.qos()))?;
+        self.put(MESSAGES, id, value);
+        self.put(
+            QUEUES,
+            key,
+            codec::entry_value(message, publish.qos()).to_vec(),
+        );
         Ok(())
     }
 
     fn remove_queued(&mut self, client_id: &str, seq: u64) -> Result<(), Self::Error> {
         let key = codec::queue_key(client_id, seq);
-        let Some(v) = self.queues.get(&key)? else {
+        let Some(v) = self.get(QUEUES, &key)? else {
             return Ok(());
         };
         let (id, _) = codec::decode_entry(&v)?;
-        self.queues.remove(key)?;
+        self.del(QUEUES, key);
         self.unref(id)
     }
 
@@ -523,23 +711,17 @@ impl Store for DiskStore {
         after: Option<u64>,
         limit: usize,
     ) -> Result<Vec<QueuedMessage>, Self::Error> {
-        let start = codec::queue_key(client_id, after.map_or(0, |a| a.saturating_add(1)));
-        let prefix = codec::client_prefix(client_id);
         let mut out = Vec::new();
         if after == Some(u64::MAX) {
             return Ok(out);
         }
-        for kv in self.queues.range(start..) {
-            if out.len() >= limit {
-                break;
-            }
-            let (k, v) = kv.into_inner()?;
-            let Some(seq) = k.strip_prefix(prefix.as_slice()) else {
-                break;
-            };
-            let seq = codec::u64_from(seq)?;
+        let start = codec::queue_key(client_id, after.map_or(0, |a| a.saturating_add(1)));
+        let prefix = codec::client_prefix(client_id);
+        for kv in self.scan(QUEUES, start, &prefix).take(limit) {
+            let (k, v) = kv?;
+            let seq = codec::u64_from(k.get(prefix.len()..).unwrap_or_default())?;
             let (id, qos) = codec::decode_entry(&v)?;
-            let Some(m) = self.messages.get(id.to_be_bytes())? else {
+            let Some(m) = self.get(MESSAGES, &id.to_be_bytes())? else {
                 return Err(StoreError::Corrupt("queue entry without its message"));
             };
             let (_, publish) = codec::decode_message(&m)?;
@@ -549,84 +731,75 @@ impl Store for DiskStore {
     }
 
     fn remove_session(&mut self, client_id: &str) -> Result<(), Self::Error> {
-        for k in self.client_keys(&self.subs, client_id)? {
-            self.subs.remove(k)?;
+        for (k, _) in self.client_records(SUBS, client_id)? {
+            self.del(SUBS, k);
         }
-        self.states.remove(codec::client_prefix(client_id))?;
-        for k in self.client_keys(&self.queues, client_id)? {
-            if let Some(v) = self.queues.get(&k)? {
-                let (id, _) = codec::decode_entry(&v)?;
-                self.queues.remove(k)?;
-                self.unref(id)?;
-            }
+        self.del(STATES, codec::client_prefix(client_id));
+        for (k, v) in self.client_records(QUEUES, client_id)? {
+            let (id, _) = codec::decode_entry(&v)?;
+            self.del(QUEUES, k);
+            self.unref(id)?;
         }
         Ok(())
     }
 
     fn save_retained(&mut self, publish: &Publish) -> Result<(), Self::Error> {
-        self.retained
-            .insert(publish.topic.as_str(), codec::encode_publish(publish)?)?;
+        let value = codec::encode_publish(publish)?;
+        self.put(RETAINED, publish.topic.as_str().as_bytes().to_vec(), value);
         Ok(())
     }
 
     fn remove_retained(&mut self, topic: &str) -> Result<(), Self::Error> {
-        self.retained.remove(topic)?;
+        self.del(RETAINED, topic.as_bytes().to_vec());
         Ok(())
     }
 
     fn commit(&mut self) -> Result<(), Self::Error> {
-        self.db.persist(PersistMode::SyncAll)?;
-        Ok(())
+        self.commit_pending()
     }
 
     fn recover(&self) -> Result<Recovered, Self::Error> {
-        let mut sessions: std::collections::BTreeMap<String, RecoveredSession> =
-            std::collections::BTreeMap::new();
-        let entry = |m: &mut std::collections::BTreeMap<String, RecoveredSession>, id: String| {
-            m.entry(id.clone())
-                .or_insert_with(|| RecoveredSession::new(id));
-        };
-        for kv in self.subs.iter() {
-            let (k, v) = kv.into_inner()?;
+        let mut sessions: BTreeMap<String, RecoveredSession> = BTreeMap::new();
+        fn session(
+            sessions: &mut BTreeMap<String, RecoveredSession>,
+            id: String,
+        ) -> &mut RecoveredSession {
+            sessions
+                .entry(id.clone())
+                .or_insert_with(|| RecoveredSession::new(id))
+        }
+        for kv in self.scan(SUBS, Vec::new(), &[]) {
+            let (k, v) = kv?;
             let (client, filter) = codec::split_client(&k)?;
             let filter = std::str::from_utf8(filter).map_err(|_| StoreError::Corrupt("filter"))?;
             let filter = Filter::new(filter).map_err(|_| StoreError::Corrupt("filter"))?;
             let qos = codec::qos_from(*v.first().ok_or(StoreError::Corrupt("qos"))?)?;
-            entry(&mut sessions, client.clone());
-            if let Some(s) = sessions.get_mut(&client) {
-                s.subscriptions.push((filter, qos));
-            }
+            session(&mut sessions, client)
+                .subscriptions
+                .push((filter, qos));
         }
-        for kv in self.states.iter() {
-            let (k, v) = kv.into_inner()?;
+        for kv in self.scan(STATES, Vec::new(), &[]) {
+            let (k, v) = kv?;
             let (client, _) = codec::split_client(&k)?;
-            entry(&mut sessions, client.clone());
-            if let Some(s) = sessions.get_mut(&client) {
-                s.state = codec::decode_state(&v)?;
-            }
+            session(&mut sessions, client).state = codec::decode_state(&v)?;
         }
-        for kv in self.queues.iter() {
-            let (k, _) = kv.into_inner()?;
+        for kv in self.scan(QUEUES, Vec::new(), &[]) {
+            let (k, _) = kv?;
             let (client, seq) = codec::split_client(&k)?;
             let seq = codec::u64_from(seq)?;
-            entry(&mut sessions, client.clone());
-            if let Some(s) = sessions.get_mut(&client) {
-                s.queue_len += 1;
-                s.next_seq = s.next_seq.max(seq.saturating_add(1));
-            }
+            let s = session(&mut sessions, client);
+            s.queue_len += 1;
+            s.next_seq = s.next_seq.max(seq.saturating_add(1));
         }
         let retained = self
-            .retained
-            .iter()
-            .map(|kv| {
-                let (_, v) = kv.into_inner()?;
-                codec::decode_publish(&v)
-            })
+            .scan(RETAINED, Vec::new(), &[])
+            .map(|kv| codec::decode_publish(&kv?.1))
             .collect::<Result<Vec<_>, StoreError>>()?;
-        let next_message_id = match self.messages.last_key_value() {
-            Some(g) => codec::u64_from(&g.key()?)?.saturating_add(1),
-            None => 0,
-        };
+        let mut next_message_id = 0;
+        for kv in self.scan(MESSAGES, Vec::new(), &[]) {
+            let (k, _) = kv?;
+            next_message_id = codec::u64_from(&k)?.saturating_add(1);
+        }
         // Subscriptions come back in filter order within a client.
         for s in sessions.values_mut() {
             s.subscriptions.sort_by(|a, b| a.0.cmp(&b.0));

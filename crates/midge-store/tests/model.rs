@@ -157,26 +157,55 @@ fn assert_same(disk: &DiskStore, mem: &MemoryStore) {
     assert_eq!(disk.queue_entry_count().unwrap(), mem.queue_entry_count());
 }
 
+/// The model's view: the store and the test's own seq bookkeeping.
+#[derive(Clone)]
+struct Model {
+    mem: MemoryStore,
+    seqs: [u64; 3],
+    queued: [Vec<u64>; 3],
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
+    /// After every step the disk store is closed and opened again: cleanly
+    /// (everything recorded is kept) or as in a crash (`abandon`: what was
+    /// recorded since the last commit is lost, all of it, and nothing
+    /// committed is).
     #[test]
-    fn disk_store_matches_memory_store_across_reopens(ops in prop::collection::vec(op(), 1..25)) {
+    fn disk_store_matches_memory_store_across_reopens_and_crashes(
+        steps in prop::collection::vec((op(), prop::bool::weighted(0.3)), 1..25)
+    ) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("store");
         let mut disk = DiskStore::open(&path).unwrap().store;
-        let mut mem = MemoryStore::new();
-        let (mut seqs_d, mut seqs_m) = ([0u64; 3], [0u64; 3]);
-        let (mut q_d, mut q_m) = (<[Vec<u64>; 3]>::default(), <[Vec<u64>; 3]>::default());
-        for op in &ops {
+        let (mut seqs_d, mut q_d) = ([0u64; 3], <[Vec<u64>; 3]>::default());
+        let mut model = Model { mem: MemoryStore::new(), seqs: [0; 3], queued: Default::default() };
+        let mut committed = model.clone();
+        for (op, crash) in &steps {
             apply(&mut disk, op, &mut seqs_d, &mut q_d);
-            apply(&mut mem, op, &mut seqs_m, &mut q_m);
-            assert_same(&disk, &mem);
-            drop(disk);
+            apply(&mut model.mem, op, &mut model.seqs, &mut model.queued);
+            if matches!(op, Op::Commit) {
+                committed = model.clone();
+            }
+            assert_same(&disk, &model.mem);
+            if *crash {
+                disk.abandon();
+                model = committed.clone();
+                // The test's bookkeeping of seqs goes back too, but a seq
+                // once used is not used again.
+                q_d = model.queued.clone();
+                for (d, m) in seqs_d.iter().zip(model.seqs.iter_mut()) {
+                    *m = *d;
+                }
+            } else {
+                drop(disk);
+                committed = model.clone();
+            }
             let opened = DiskStore::open(&path).unwrap();
             prop_assert!(opened.recovery.is_none(), "{:?}", opened.recovery);
             disk = opened.store;
-            assert_same(&disk, &mem);
+            assert_same(&disk, &model.mem);
         }
     }
 }
