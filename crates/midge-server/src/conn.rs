@@ -17,11 +17,12 @@ use midge_broker::{
     shard_of, Action, CloseReason, ConnId, ConnectRequest, DeliverOutcome, Event, Instant,
     ResumeState, ServerSession, SlowSubscriberPolicy,
 };
-use midge_codec::{Publish, QoS};
+use midge_codec::{MqttString, Publish, QoS};
 use midge_runtime::{Duration, Runtime};
 
 use crate::shard::{Flow, Input, ToConn, ToShard};
 use crate::stats::{LocalCounts, Shared};
+use crate::transport::{Acceptor, ServerStream};
 use crate::ServerOptions;
 
 /// Bytes read from a socket at once.
@@ -53,6 +54,8 @@ pub(crate) struct AcceptLoop<R: Runtime> {
     pub(crate) rt: R,
     pub(crate) listener: R::TcpListener,
     pub(crate) addr: SocketAddr,
+    /// The listener's transport handshake.
+    pub(crate) acceptor: Arc<Acceptor>,
     pub(crate) options: Arc<ServerOptions>,
     pub(crate) links: Arc<[Sender<ToShard>]>,
     pub(crate) shared: Arc<Shared>,
@@ -113,18 +116,46 @@ impl<R: Runtime> AcceptLoop<R> {
         }
         counters.connections_total.fetch_add(1, Ordering::Relaxed);
         let id = ConnId(self.shared.next_conn.fetch_add(1, Ordering::Relaxed));
-        let conn = Conn::new(
-            self.rt.clone(),
-            id,
-            peer,
-            stream,
-            &self.options,
-            Arc::clone(&self.links),
-            Arc::clone(&self.shared),
-        );
+        let rt = self.rt.clone();
+        let acceptor = Arc::clone(&self.acceptor);
+        let options = Arc::clone(&self.options);
+        let links = Arc::clone(&self.links);
+        let shared = Arc::clone(&self.shared);
         let done = self.done.clone();
         self.rt.spawn(async move {
-            conn.run().await;
+            // The transport's handshake runs here, not in the accept loop,
+            // so a slow or silent peer holds up no one else.
+            let timeout = rt.sleep(options.handshake_timeout);
+            let handshake = future::or(async { Some(acceptor.accept(stream).await) }, async {
+                timeout.await;
+                None
+            })
+            .await;
+            match handshake {
+                Some(Ok(accepted)) => {
+                    let mut conn =
+                        Conn::new(rt, id, peer, accepted.stream, &options, links, shared);
+                    conn.cert_username = accepted.cert_username;
+                    conn.run().await;
+                }
+                failed => {
+                    let error = match failed {
+                        Some(Err(error)) => error.to_string(),
+                        _ => "timed out".to_owned(),
+                    };
+                    tracing::debug!(
+                        conn = id.0,
+                        %peer,
+                        transport = acceptor.name(),
+                        %error,
+                        "handshake failed; socket closed"
+                    );
+                    shared
+                        .stats
+                        .connections_open
+                        .fetch_sub(1, Ordering::Relaxed);
+                }
+            }
             drop(done);
         });
     }
@@ -165,7 +196,14 @@ struct Conn<R: Runtime> {
     rt: R,
     id: ConnId,
     peer: SocketAddr,
-    stream: R::TcpStream,
+    stream: ServerStream<R::TcpStream>,
+    /// Written to the stream but not yet flushed through its transport
+    /// (TLS and WebSocket buffer what they frame).
+    unflushed: bool,
+    /// The client certificate's common name, sent to the router as the
+    /// user name in place of the CONNECT one (see
+    /// [`TlsOptions::cn_as_username`](crate::TlsOptions::cn_as_username)).
+    cert_username: Option<String>,
     session: ServerSession,
     links: Arc<[Sender<ToShard>]>,
     shared: Arc<Shared>,
@@ -217,7 +255,7 @@ impl<R: Runtime> Conn<R> {
         rt: R,
         id: ConnId,
         peer: SocketAddr,
-        stream: R::TcpStream,
+        stream: ServerStream<R::TcpStream>,
         options: &ServerOptions,
         links: Arc<[Sender<ToShard>]>,
         shared: Arc<Shared>,
@@ -232,6 +270,8 @@ impl<R: Runtime> Conn<R> {
             id,
             peer,
             stream,
+            unflushed: false,
+            cert_username: None,
             session,
             links,
             shared,
@@ -275,7 +315,7 @@ impl<R: Runtime> Conn<R> {
         }
     }
 
-    async fn run(mut self) {
+    pub(crate) async fn run(mut self) {
         tracing::debug!(conn = self.id.0, peer = %self.peer, "socket accepted");
         loop {
             self.drain_session();
@@ -363,9 +403,17 @@ impl<R: Runtime> Conn<R> {
     }
 
     fn connect_request(&mut self, event: &Event) {
-        let Some(request) = ConnectRequest::from_event(event) else {
+        let Some(mut request) = ConnectRequest::from_event(event) else {
             return;
         };
+        if let Some(name) = &self.cert_username {
+            match MqttString::new(name) {
+                Ok(name) => request.username = Some(name),
+                // A CN no MQTT string can hold: no user name at all, rather
+                // than the one the client chose.
+                Err(_) => request.username = None,
+            }
+        }
         if let Event::ConnectRequest {
             client_id,
             clean_session,
@@ -500,6 +548,7 @@ impl<R: Runtime> Conn<R> {
                 Poll::Ready(Ok(n)) => {
                     self.write_buf.advance(n.min(self.write_buf.len()));
                     self.counts.bytes_sent += n as u64;
+                    self.unflushed = true;
                     progress = true;
                 }
                 Poll::Ready(Err(error)) => {
@@ -507,6 +556,16 @@ impl<R: Runtime> Conn<R> {
                     progress = true;
                 }
                 Poll::Pending => break,
+            }
+        }
+        if self.unflushed && !self.broken {
+            match Pin::new(&mut self.stream).poll_flush(cx) {
+                Poll::Ready(Ok(())) => self.unflushed = false,
+                Poll::Ready(Err(error)) => {
+                    self.transport_closed(now, Some(error));
+                    progress = true;
+                }
+                Poll::Pending => {}
             }
         }
         progress

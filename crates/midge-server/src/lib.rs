@@ -2,7 +2,8 @@
 //! [`midge_broker::ServerSession`], and router shards each driving a
 //! [`midge_broker::Router`], written once over any [`Runtime`].
 //!
-//! What it does: binds the listeners of [`ServerOptions`] (IPv4 and IPv6),
+//! What it does: binds the listeners of [`ServerOptions`] (IPv4 and IPv6;
+//! plain TCP, TLS, WebSocket and WebSocket over TLS, see [`ListenerKind`]),
 //! accepts connections up to [`ServerOptions::max_connections`] (one more
 //! socket is closed at once and counted), and moves bytes, deadlines,
 //! events, actions and shard messages between sockets and the sans-IO cores
@@ -12,8 +13,19 @@
 //! [`ServerHandle::shutdown`] stops the server gracefully.
 //!
 //! What it deliberately does not do: speak MQTT itself (every protocol
-//! decision is the cores'), install signal handlers or logging subscribers
-//! (that is the `midged` binary's business), or TLS and WebSocket (not yet).
+//! decision is the cores'), or install signal handlers or logging
+//! subscribers (that is the `midged` binary's business; it calls
+//! [`ServerHandle::reload_tls`] on SIGHUP).
+//!
+//! # Transports
+//!
+//! TLS (rustls, TLS 1.2 and 1.3 only) and WebSocket (the spec's section 6,
+//! sub-protocol `mqtt`, binary frames) wrap the accepted TCP socket; the
+//! handshake runs in the connection's task, bounded by
+//! [`ServerOptions::handshake_timeout`], and a failed one closes the socket
+//! without disturbing anything else. With [`TlsOptions::cn_as_username`] the
+//! client certificate's common name replaces the CONNECT user name in what
+//! the router's [`Auth`] sees.
 //!
 //! # Tasks and channels
 //!
@@ -81,6 +93,7 @@
 mod conn;
 mod shard;
 mod stats;
+mod transport;
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -90,17 +103,28 @@ use midge_broker::{AllowAll, Auth, MemoryStore, Router, RouterConfig, ServerConf
 use midge_runtime::{Duration, Runtime};
 
 pub use stats::ServerStats;
+pub use transport::{Listener, ListenerKind, TlsOptions, TransportError};
 
 use crate::shard::ShardLinks;
 use crate::stats::Shared;
+use crate::transport::{Acceptor, TlsHolder};
 
 /// How a [`Server`] listens and what limits it keeps. `Default` gives a
 /// server on 127.0.0.1:1883 with the cores' default limits.
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
     /// The addresses to listen on, IPv4 and IPv6; port 0 picks a free port
-    /// (see [`Server::local_addrs`]). Default `[127.0.0.1:1883]`.
+    /// (see [`Server::local_addrs`]). Default `[127.0.0.1:1883]`. These
+    /// speak MQTT over plain TCP; other transports go in
+    /// [`transports`](Self::transports).
     pub listeners: Vec<SocketAddr>,
+    /// More listeners, each with its transport: TLS, WebSocket, WebSocket
+    /// over TLS (or plain TCP). Bound after [`listeners`](Self::listeners).
+    /// Default none.
+    pub transports: Vec<Listener>,
+    /// How long an accepted socket may take over its TLS handshake and
+    /// WebSocket upgrade; the socket is closed after that. Default 10 s.
+    pub handshake_timeout: Duration,
     /// The router's limits. Its `shards` and `shard` fields are set by the
     /// server from [`ServerOptions::shards`].
     pub router: RouterConfig,
@@ -129,6 +153,8 @@ impl Default for ServerOptions {
     fn default() -> Self {
         Self {
             listeners: vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 1883))],
+            transports: Vec::new(),
+            handshake_timeout: Duration::from_secs(10),
             router: RouterConfig::default(),
             session: ServerConfig::default(),
             shards: 0,
@@ -161,7 +187,7 @@ impl ServerOptions {
 pub struct Server<R: Runtime, S: Store = MemoryStore, A: Auth = AllowAll> {
     rt: R,
     options: ServerOptions,
-    listeners: Vec<(R::TcpListener, SocketAddr)>,
+    listeners: Vec<(R::TcpListener, SocketAddr, Arc<Acceptor>)>,
     routers: Vec<Router<S, A>>,
     shared: Arc<Shared>,
 }
@@ -171,7 +197,11 @@ impl<R: Runtime, S: Store, A: Auth> std::fmt::Debug for Server<R, S, A> {
         f.debug_struct("Server")
             .field(
                 "local_addrs",
-                &self.listeners.iter().map(|(_, a)| *a).collect::<Vec<_>>(),
+                &self
+                    .listeners
+                    .iter()
+                    .map(|(_, a, _)| *a)
+                    .collect::<Vec<_>>(),
             )
             .field("shards", &self.routers.len())
             .finish_non_exhaustive()
@@ -202,17 +232,25 @@ where
     /// [`Server::bind`].
     ///
     /// # Errors
-    /// The first listener that cannot be bound, or a store that cannot
-    /// recover.
+    /// The first listener that cannot be bound, certificate files that
+    /// cannot be used (kind `InvalidInput`, wrapping a [`TransportError`]),
+    /// or a store that cannot recover.
     pub async fn bind_with<F>(rt: R, options: ServerOptions, mut parts: F) -> io::Result<Self>
     where
         F: FnMut(u32) -> (S, A),
     {
-        let mut listeners = Vec::with_capacity(options.listeners.len());
-        for addr in &options.listeners {
-            let listener = rt.bind_tcp(*addr).await?;
+        let mut kinds = Vec::with_capacity(options.listeners.len() + options.transports.len());
+        kinds.extend(options.listeners.iter().map(|addr| (*addr, Acceptor::Tcp)));
+        for listener in &options.transports {
+            let acceptor = Acceptor::new(&listener.kind)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            kinds.push((listener.addr, acceptor));
+        }
+        let mut listeners = Vec::with_capacity(kinds.len());
+        for (addr, acceptor) in kinds {
+            let listener = rt.bind_tcp(addr).await?;
             let local = R::listener_addr(&listener)?;
-            listeners.push((listener, local));
+            listeners.push((listener, local, Arc::new(acceptor)));
         }
         let shards = options.shard_count();
         let now = rt.now();
@@ -238,10 +276,11 @@ where
     }
 
     /// The addresses the listeners are bound to, in the order of
-    /// [`ServerOptions::listeners`].
+    /// [`ServerOptions::listeners`] followed by those of
+    /// [`ServerOptions::transports`].
     #[must_use]
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners.iter().map(|(_, addr)| *addr).collect()
+        self.listeners.iter().map(|(_, addr, _)| *addr).collect()
     }
 
     /// A handle to stop the server and read its counters; cheap to clone.
@@ -249,6 +288,11 @@ where
     pub fn handle(&self) -> ServerHandle {
         ServerHandle {
             shared: Arc::clone(&self.shared),
+            tls: self
+                .listeners
+                .iter()
+                .filter_map(|(_, _, acceptor)| acceptor.tls().cloned())
+                .collect(),
         }
     }
 
@@ -291,12 +335,13 @@ where
 
         let (conns_done_tx, conns_done_rx) = async_channel::bounded::<()>(1);
         let options = Arc::new(options);
-        for (listener, addr) in listeners {
-            tracing::info!(%addr, "listening");
+        for (listener, addr, acceptor) in listeners {
+            tracing::info!(%addr, transport = acceptor.name(), "listening");
             let accept = conn::AcceptLoop {
                 rt: rt.clone(),
                 listener,
                 addr,
+                acceptor,
                 options: Arc::clone(&options),
                 links: links.to_shards(),
                 shared: Arc::clone(&shared),
@@ -325,6 +370,8 @@ where
 #[derive(Debug, Clone)]
 pub struct ServerHandle {
     shared: Arc<Shared>,
+    /// The TLS settings of every TLS and WSS listener.
+    tls: Arc<[Arc<TlsHolder>]>,
 }
 
 impl ServerHandle {
@@ -339,6 +386,26 @@ impl ServerHandle {
     #[must_use]
     pub fn is_shutting_down(&self) -> bool {
         self.shared.shutdown_tx.is_closed()
+    }
+
+    /// Reads the certificate, key and client CA files of every TLS and WSS
+    /// listener again. New handshakes use the new files; open connections
+    /// keep the session they negotiated. All files are read before any
+    /// listener changes, so on an error no listener has changed. Returns
+    /// how many listeners were reloaded.
+    ///
+    /// # Errors
+    /// The first file that cannot be used.
+    pub fn reload_tls(&self) -> Result<usize, TransportError> {
+        let fresh = self
+            .tls
+            .iter()
+            .map(|holder| holder.prepare().map(|config| (holder, config)))
+            .collect::<Result<Vec<_>, _>>()?;
+        for (holder, config) in &fresh {
+            holder.install(Arc::clone(config));
+        }
+        Ok(fresh.len())
     }
 
     /// A snapshot of the counters.
