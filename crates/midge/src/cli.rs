@@ -43,6 +43,10 @@ pub(crate) enum Command {
     /// Create or update a password file for midged (the format and flags
     /// of mosquitto_passwd): `midge passwd [-c] [-b] [-D] FILE USER [PASSWORD]`.
     Passwd(crate::passwd::PasswdArgs),
+    /// MQTT-SN over UDP: `midge sn pub` and `midge sn sub`, through an
+    /// MQTT-SN gateway (midged's on 127.0.0.1:1884, or `midge gateway`).
+    #[command(after_long_help = EXIT_CODES)]
+    Sn(crate::sn::SnArgs),
 }
 
 /// Flags shared by `pub` and `sub`: where to connect and as whom.

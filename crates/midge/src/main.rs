@@ -18,6 +18,7 @@ mod cli;
 mod exit;
 mod passwd;
 mod run;
+mod sn;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -34,6 +35,7 @@ fn main() -> ExitCode {
     let debug = match &cli.command {
         Command::Pub(p) => p.conn.debug,
         Command::Sub(s) => s.conn.debug,
+        Command::Sn(s) => s.debug(),
         Command::Bench(_) | Command::Passwd(_) => false,
     };
     init_logging(debug);
@@ -70,6 +72,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Pub(args) => run::publish(args).await,
             Command::Sub(args) => run::subscribe(args).await,
+            Command::Sn(args) => sn::run(args).await,
             Command::Bench(_) | Command::Passwd(_) => Ok(()),
         }
     });
