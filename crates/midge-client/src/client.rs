@@ -10,11 +10,12 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use midge_codec::{QoS, SubscribeReturnCode};
-use midge_runtime::{Runtime, Scheme};
+use midge_runtime::Runtime;
 use midge_session::{DeliveryId, RequestId};
 
 use crate::driver::Driver;
 use crate::message::{Clock, Incoming, Messages};
+use crate::transport;
 use crate::{ClientError, ConnectOptions};
 
 /// A one-shot answer: a channel of capacity one.
@@ -135,7 +136,8 @@ impl<R: Runtime> Client<R> {
     /// lost connections are retried as [`ConnectOptions::reconnect`] says.
     ///
     /// # Errors
-    /// [`ClientError::UnsupportedScheme`], [`ClientError::Usage`] (a
+    /// [`ClientError::Tls`] (certificate files, handshake),
+    /// [`ClientError::WebSocket`], [`ClientError::Usage`] (a
     /// configuration the session refuses), [`ClientError::Unreachable`],
     /// [`ClientError::Timeout`], [`ClientError::Refused`],
     /// [`ClientError::Io`], [`ClientError::Protocol`].
@@ -161,9 +163,15 @@ impl<R: Runtime> Client<R> {
         rt: R,
         options: ConnectOptions,
     ) -> Result<(Self, Messages), ClientError> {
-        if options.url.scheme != Scheme::Mqtt {
-            return Err(ClientError::UnsupportedScheme(options.url.scheme));
-        }
+        // Certificate files are read once, here, so a bad one fails the
+        // call rather than every reconnection.
+        let tls = if options.url.scheme.is_tls() {
+            Some(transport::client_config(
+                &options.tls.clone().unwrap_or_default(),
+            )?)
+        } else {
+            None
+        };
         let mut config = options.config.clone();
         config.manual_acks = true;
         config.connack_timeout = options.connect_timeout;
@@ -212,6 +220,7 @@ impl<R: Runtime> Client<R> {
             message_tx,
             first_tx,
             paused,
+            tls,
         );
         rt.spawn(driver.run());
         match first_rx.recv().await {

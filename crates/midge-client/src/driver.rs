@@ -19,6 +19,7 @@ use crate::client::{Inner, Pending, Shared};
 use crate::error::io_error;
 use crate::message::{Incoming, Message};
 use crate::options::Reconnect;
+use crate::transport::{self, ClientStream};
 use crate::{ClientError, ConnectOptions};
 
 /// Bytes read from the socket at a time.
@@ -34,6 +35,8 @@ pub(crate) struct Driver<R: Runtime> {
     rt: R,
     shared: Arc<Shared>,
     url: BrokerUrl,
+    /// The TLS configuration, for `mqtts://` and `wss://`.
+    tls: Option<Arc<futures_rustls::rustls::ClientConfig>>,
     reconnect: Reconnect,
     connect_timeout: Duration,
     max_buffered: usize,
@@ -59,6 +62,7 @@ enum Wakeup {
     Nudge,
     Timer,
     Wrote(usize),
+    Flushed,
     Read(usize),
     Closed(Option<io::Error>),
 }
@@ -89,11 +93,13 @@ impl<R: Runtime> Driver<R> {
         message_tx: async_channel::Sender<Incoming>,
         first: async_channel::Sender<Result<(), ClientError>>,
         paused: Arc<AtomicBool>,
+        tls: Option<Arc<futures_rustls::rustls::ClientConfig>>,
     ) -> Self {
         Self {
             rt,
             shared,
             url: options.url.clone(),
+            tls,
             reconnect: options.reconnect,
             connect_timeout: options.connect_timeout,
             max_buffered: options.max_buffered_messages.max(1),
@@ -164,7 +170,8 @@ impl<R: Runtime> Driver<R> {
         .await
     }
 
-    /// One connection: TCP, CONNECT, then the loop until it ends.
+    /// One connection: TCP, the transport's handshakes (TLS, WebSocket),
+    /// CONNECT, then the loop until it ends.
     async fn attempt(&mut self) -> Ended {
         let deadline = self.rt.now().saturating_add(self.connect_timeout);
         let stream = {
@@ -182,11 +189,14 @@ impl<R: Runtime> Driver<R> {
                 timeout.await;
                 Err(ClientError::Timeout)
             };
-            or(
-                stop,
-                or(timeout, open_tcp(self.rt.clone(), self.url.clone())),
-            )
-            .await
+            let rt = self.rt.clone();
+            let url = self.url.clone();
+            let tls = self.tls.clone();
+            let open = async move {
+                let tcp = open_tcp(rt, url.clone()).await?;
+                transport::handshake(tcp, &url, tls.as_ref()).await
+            };
+            or(stop, or(timeout, open)).await
         };
         let stream = match stream {
             Ok(stream) => stream,
@@ -197,17 +207,24 @@ impl<R: Runtime> Driver<R> {
                 }
             }
         };
-        tracing::debug!(url = %self.url, "tcp connected, sending CONNECT");
+        tracing::debug!(url = %self.url, "connected, sending CONNECT");
         self.serve(stream, deadline).await
     }
 
     /// Drives one open connection until it ends.
-    async fn serve(&mut self, stream: R::TcpStream, connack_deadline: Instant) -> Ended {
+    async fn serve(
+        &mut self,
+        stream: ClientStream<R::TcpStream>,
+        connack_deadline: Instant,
+    ) -> Ended {
         let (mut reader, mut writer) = futures_lite::io::split(stream);
         let mut out = BytesMut::new();
         let mut read_buf = vec![0u8; READ_CHUNK];
         let mut was_connected = false;
         let mut io_failure: Option<ClientError> = None;
+        // Written but not yet flushed through the transport (TLS and
+        // WebSocket hold what they frame until flushed).
+        let mut unflushed = false;
         let shared = Arc::clone(&self.shared);
         {
             let now = self.rt.now();
@@ -312,7 +329,14 @@ impl<R: Runtime> Driver<R> {
                 };
                 let write = async move {
                     if out.is_empty() {
-                        return pending().await;
+                        if !unflushed {
+                            return pending().await;
+                        }
+                        // Cancel-safe: flushing again does no harm.
+                        return match writer.flush().await {
+                            Ok(()) => Wakeup::Flushed,
+                            Err(e) => Wakeup::Closed(Some(e)),
+                        };
                     }
                     match writer.write(out).await {
                         Ok(0) => Wakeup::Closed(Some(io::ErrorKind::WriteZero.into())),
@@ -351,6 +375,11 @@ impl<R: Runtime> Driver<R> {
                 }
                 Wakeup::Wrote(n) => {
                     out.advance(n);
+                    unflushed = true;
+                    Input::Nothing
+                }
+                Wakeup::Flushed => {
+                    unflushed = false;
                     Input::Nothing
                 }
                 Wakeup::Read(n) => Input::Read(n),

@@ -17,10 +17,21 @@ pub enum ClientError {
     /// The broker address did not parse.
     #[error("bad broker address: {0}")]
     Url(#[from] UrlError),
-    /// The address names a transport this client cannot speak yet (TLS and
-    /// WebSocket are not built).
+    /// The address names a transport this client cannot speak. Every
+    /// [`Scheme`] of this version is supported; the variant stays for
+    /// schemes added later.
     #[error("the {0}:// transport is not supported yet")]
     UnsupportedScheme(Scheme),
+    /// TLS failed: a certificate or key file that cannot be used, or a
+    /// handshake the broker or this client refused (an untrusted, expired
+    /// or misnamed server certificate; a client certificate the broker
+    /// refused). Carries rustls's reason.
+    #[error("tls: {0}")]
+    Tls(String),
+    /// The WebSocket upgrade failed (the broker answered with an HTTP
+    /// error, or did not select the `mqtt` sub-protocol).
+    #[error("websocket: {0}")]
+    WebSocket(String),
     /// The broker answered CONNECT with a refusal.
     #[error("connection refused: {} ({:#04x})", refusal_text(*.0), *.0 as u8)]
     Refused(ConnectReturnCode),

@@ -6,15 +6,22 @@
 //!
 //! What it deliberately does not do: any protocol work (the session machine
 //! `midge_session::Client` does all of it; this crate moves bytes, deadlines
-//! and events between a socket and that machine), TLS or WebSocket (yet:
-//! those addresses fail with [`ClientError::UnsupportedScheme`]),
-//! persistence of the session to disk, or routing incoming messages to
+//! and events between a socket and that machine), persistence of the
+//! session to disk, or routing incoming messages to
 //! per-subscription handlers (every message arrives in one [`Messages`]).
 //!
 //! Key types: [`Client`] (a cheap, cloneable handle), [`ConnectOptions`]
 //! and [`Reconnect`], [`Delivery`] (the future of one publish), [`Messages`]
 //! and [`Message`], [`ClientError`], [`ClientStats`]. The MQTT-SN client
 //! lives apart, in [`sn`] ([`sn::SnClient`]).
+//!
+//! # Transports
+//!
+//! `mqtt://` is TCP, `mqtts://` TLS 1.2 or 1.3 (rustls; trusted roots,
+//! client certificate and `insecure` in [`TlsOptions`]), `ws://` and
+//! `wss://` MQTT over WebSocket with the `mqtt` sub-protocol, the URL's path
+//! (default `/mqtt`) and binary frames. Certificate files are read by
+//! [`Client::connect`], once.
 //!
 //! # How it runs
 //!
@@ -104,11 +111,13 @@ mod error;
 mod message;
 mod options;
 pub mod sn;
+mod transport;
 
 pub use client::{Client, ClientStats, Delivery};
 pub use error::ClientError;
 pub use message::{Message, Messages};
 pub use options::{ConnectOptions, Reconnect};
+pub use transport::TlsOptions;
 
 pub use bytes::Bytes;
 pub use midge_codec::{ConnectReturnCode, LastWill, Protocol, QoS, SubscribeReturnCode, Topic};

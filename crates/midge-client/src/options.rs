@@ -7,6 +7,7 @@ use midge_codec::{LastWill, Protocol};
 use midge_runtime::BrokerUrl;
 use midge_session::ClientConfig;
 
+use crate::transport::TlsOptions;
 use crate::ClientError;
 
 /// Automatic reconnection: after a lost connection the client waits a
@@ -68,9 +69,13 @@ impl Reconnect {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ConnectOptions {
-    /// The broker. Only `mqtt://` (plain TCP) works for now; other schemes
-    /// fail with [`ClientError::UnsupportedScheme`].
+    /// The broker: `mqtt://` (TCP), `mqtts://` (TLS), `ws://` (WebSocket)
+    /// or `wss://` (WebSocket over TLS).
     pub url: BrokerUrl,
+    /// TLS settings for `mqtts://` and `wss://`; `None` means the default
+    /// [`TlsOptions`] (the system's certificate authorities, no client
+    /// certificate). Ignored by the other schemes.
+    pub tls: Option<TlsOptions>,
     /// The MQTT session: client id, clean session, keep alive, will,
     /// credentials, protocol, inflight window, queue limits. The client
     /// turns `manual_acks` on whatever is set here (see the crate docs on
@@ -102,11 +107,19 @@ impl ConnectOptions {
     pub fn from_url(url: BrokerUrl, client_id: impl Into<String>) -> Self {
         Self {
             url,
+            tls: None,
             config: ClientConfig::new(client_id),
             reconnect: Reconnect::default(),
             connect_timeout: Duration::from_secs(10),
             max_buffered_messages: 1000,
         }
+    }
+
+    /// Sets the TLS settings (see [`ConnectOptions::tls`]).
+    #[must_use]
+    pub fn with_tls(mut self, tls: TlsOptions) -> Self {
+        self.tls = Some(tls);
+        self
     }
 
     /// Replaces the whole MQTT session configuration.

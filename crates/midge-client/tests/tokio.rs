@@ -20,7 +20,7 @@ macro_rules! on_tokio {
 on_tokio!(tokio::test =>
     mqtt_3_2_2_2_connect_reports_session_present,
     connect_refused_with_each_code,
-    unsupported_scheme_is_refused,
+    tls_files_are_read_before_connecting,
     unreachable_broker_fails_connect,
     mqtt_3_3_1_2_publish_qos0_resolves_when_written,
     publish_qos1_resolves_at_puback,

@@ -20,7 +20,7 @@ use futures_lite::future::{self, or, zip};
 use futures_lite::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use midge_client::{
     Client, ClientError, ConnectOptions, ConnectReturnCode, Message, Messages, QoS, Reconnect,
-    Runtime, Scheme, SubscribeReturnCode, UsageError,
+    Runtime, SubscribeReturnCode, TlsOptions, UsageError,
 };
 use midge_codec::{
     ConnAck, Connect, Decoder, Packet, PacketId, PubAck, PubComp, PubRec, PubRel, Publish, QosPid,
@@ -252,15 +252,18 @@ pub(crate) async fn connect_refused_with_each_code<R: Runtime>(rt: R) {
     }
 }
 
-/// TLS and WebSocket addresses are refused before anything is opened.
-pub(crate) async fn unsupported_scheme_is_refused<R: Runtime>(rt: R) {
-    for (url, scheme) in [
-        ("mqtts://127.0.0.1:1", Scheme::Mqtts),
-        ("ws://127.0.0.1:1", Scheme::Ws),
-    ] {
-        let options = ConnectOptions::new(url, "c").unwrap();
+/// A TLS address whose CA file cannot be read fails at once with a TLS
+/// error, before any connection is tried (the port is closed anyway).
+pub(crate) async fn tls_files_are_read_before_connecting<R: Runtime>(rt: R) {
+    for url in ["mqtts://127.0.0.1:1", "wss://127.0.0.1:1"] {
+        let options = ConnectOptions::new(url, "c")
+            .unwrap()
+            .with_tls(TlsOptions::default().with_ca_file("/nonexistent/midge-ca.pem"));
         let err = Client::connect_with(rt.clone(), options).await.unwrap_err();
-        assert_eq!(err, ClientError::UnsupportedScheme(scheme));
+        match err {
+            ClientError::Tls(reason) => assert!(reason.contains("midge-ca.pem"), "{reason}"),
+            other => panic!("expected a TLS error, got {other:?}"),
+        }
     }
 }
 

@@ -1,0 +1,153 @@
+//! MQTT over WebSocket (the spec's section 6), client side: the HTTP
+//! upgrade with its path and sub-protocol checks, and [`WsStream`], which
+//! turns binary messages into a byte stream.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use async_tungstenite::tungstenite::client::IntoClientRequest;
+use async_tungstenite::tungstenite::http::HeaderValue;
+use async_tungstenite::tungstenite::{Error as WsError, Message};
+use async_tungstenite::WebSocketStream;
+use bytes::{Buf, Bytes};
+use futures_lite::{AsyncRead, AsyncWrite, Stream};
+use futures_sink::Sink;
+use midge_runtime::BrokerUrl;
+
+use crate::ClientError;
+
+/// The sub-protocol MQTT 3.1.1 runs under.
+const SUBPROTOCOL: &str = "mqtt";
+const PROTOCOL_HEADER: &str = "Sec-WebSocket-Protocol";
+
+/// Runs the WebSocket upgrade for `url` on `stream`, offering the `mqtt`
+/// sub-protocol [MQTT-6.0.0-3] and insisting that the broker selects it
+/// [MQTT-6.0.0-4].
+pub(super) async fn connect<S>(stream: S, url: &BrokerUrl) -> Result<WsStream<S>, ClientError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let failed = |why: String| ClientError::WebSocket(why);
+    let mut request = url
+        .to_string()
+        .into_client_request()
+        .map_err(|e| failed(e.to_string()))?;
+    request
+        .headers_mut()
+        .insert(PROTOCOL_HEADER, HeaderValue::from_static(SUBPROTOCOL));
+    let (ws, response) = async_tungstenite::client_async(request, stream)
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    let selected = response
+        .headers()
+        .get(PROTOCOL_HEADER)
+        .and_then(|value| value.to_str().ok());
+    if selected != Some(SUBPROTOCOL) {
+        return Err(failed(format!(
+            "the broker selected sub-protocol {selected:?}, not `mqtt`"
+        )));
+    }
+    Ok(WsStream::new(ws))
+}
+
+/// A WebSocket connection seen as a byte stream: what binary messages carry,
+/// in order, with no regard to where one message ends (MQTT packets may
+/// span messages or share one [MQTT-6.0.0-2]); each write goes out as one
+/// binary message [MQTT-6.0.0-1]. A text message is a protocol error: the
+/// read fails and the connection is to be closed [MQTT-6.0.0-1]. Pings are
+/// answered by the WebSocket layer; a close message ends the stream.
+pub(crate) struct WsStream<S> {
+    inner: WebSocketStream<S>,
+    /// What is left of the last binary message.
+    pending: Bytes,
+    ended: bool,
+}
+
+impl<S> WsStream<S> {
+    fn new(inner: WebSocketStream<S>) -> Self {
+        Self {
+            inner,
+            pending: Bytes::new(),
+            ended: false,
+        }
+    }
+}
+
+/// A WebSocket error as an I/O error.
+fn into_io(error: WsError) -> io::Error {
+    match error {
+        WsError::Io(error) => error,
+        WsError::ConnectionClosed | WsError::AlreadyClosed => {
+            io::Error::new(io::ErrorKind::BrokenPipe, "websocket closed")
+        }
+        other => io::Error::new(io::ErrorKind::InvalidData, other.to_string()),
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WsStream<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        loop {
+            if !this.pending.is_empty() {
+                let n = buf.len().min(this.pending.len());
+                if let (Some(dst), Some(src)) = (buf.get_mut(..n), this.pending.get(..n)) {
+                    dst.copy_from_slice(src);
+                }
+                this.pending.advance(n);
+                return Poll::Ready(Ok(n));
+            }
+            if this.ended {
+                return Poll::Ready(Ok(0));
+            }
+            match ready!(Pin::new(&mut this.inner).poll_next(cx)) {
+                None | Some(Ok(Message::Close(_))) => this.ended = true,
+                Some(Ok(Message::Binary(data))) => this.pending = data,
+                Some(Ok(Message::Text(_))) => {
+                    // [MQTT-6.0.0-1]: only binary frames carry MQTT.
+                    this.ended = true;
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "websocket text frame (MQTT needs binary frames)",
+                    )));
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+                Some(Err(error)) => return Poll::Ready(Err(into_io(error))),
+            }
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WsStream<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let this = self.get_mut();
+        ready!(Pin::new(&mut this.inner).poll_ready(cx)).map_err(into_io)?;
+        Pin::new(&mut this.inner)
+            .start_send(Message::Binary(Bytes::copy_from_slice(buf)))
+            .map_err(into_io)?;
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner)
+            .poll_flush(cx)
+            .map_err(into_io)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner)
+            .poll_close(cx)
+            .map_err(into_io)
+    }
+}
