@@ -86,13 +86,27 @@
 //! [`ServerOptions::close_timeout`]) and closes its socket; then the shards
 //! stop and [`Server::run`] returns.
 //!
+//! # Metrics and `$SYS`
+//!
+//! Connections count into shared atomics; each shard keeps its router's
+//! counters and answers a snapshot request on a channel of its own, so
+//! nothing on the message path locks or waits for a reader.
+//! [`ServerHandle::metrics`] gathers them into a [`MetricsSnapshot`],
+//! served as Prometheus text by a [`MetricsEndpoint`] and published every
+//! [`ServerOptions::sys_interval`] as retained `$SYS/broker/...` messages
+//! (the broker's own publications, through
+//! [`Router::handle_internal_publish`]).
+//!
 //! Key types: [`Server`], [`ServerOptions`], [`ServerHandle`],
-//! [`ServerStats`].
+//! [`ServerStats`], [`MetricsSnapshot`], [`MetricsEndpoint`].
 #![forbid(unsafe_code)]
 
 mod conn;
+mod http;
+mod metrics;
 mod shard;
 mod stats;
+mod sys;
 mod transport;
 
 use std::io;
@@ -102,6 +116,8 @@ use std::sync::Arc;
 use midge_broker::{AllowAll, Auth, MemoryStore, Router, RouterConfig, ServerConfig, Store};
 use midge_runtime::{Duration, Runtime};
 
+pub use http::MetricsEndpoint;
+pub use metrics::{ListenerReport, MetricsSnapshot, ShardReport, DROP_REASONS};
 pub use stats::ServerStats;
 pub use transport::{Listener, ListenerKind, TlsOptions, TransportError};
 
@@ -147,6 +163,10 @@ pub struct ServerOptions {
     /// How long a closing connection may take to write out what its session
     /// produced before the socket is dropped regardless. Default 5 s.
     pub close_timeout: Duration,
+    /// How often the broker publishes its `$SYS/broker/...` topics
+    /// (retained, see [`MetricsSnapshot::sys_topics`]); zero turns them
+    /// off. Default 10 s.
+    pub sys_interval: Duration,
 }
 
 impl Default for ServerOptions {
@@ -162,6 +182,7 @@ impl Default for ServerOptions {
             max_write_buffer: 256 * 1024,
             shard_queue: 64,
             close_timeout: Duration::from_secs(5),
+            sys_interval: Duration::from_secs(10),
         }
     }
 }
@@ -314,6 +335,7 @@ where
             shared,
         } = self;
         let links = ShardLinks::new(routers.len(), options.shard_queue);
+        shared.metrics.start(links.control(), &rt);
         let (shards_done_tx, shards_done_rx) = async_channel::bounded::<()>(1);
         let backlog_high = conn::water_mark(&options.session, options.session.high_water_percent);
         for (index, router) in routers.into_iter().enumerate() {
@@ -332,6 +354,17 @@ where
             });
         }
         drop(shards_done_tx);
+        for (_, addr, _) in &listeners {
+            // Listed from the start, before any connection.
+            shared.metrics.listener(*addr);
+        }
+        if !options.sys_interval.is_zero() {
+            rt.spawn(sys::run(
+                rt.clone(),
+                Arc::clone(&shared),
+                options.sys_interval,
+            ));
+        }
 
         let (conns_done_tx, conns_done_rx) = async_channel::bounded::<()>(1);
         let options = Arc::new(options);
@@ -412,6 +445,15 @@ impl ServerHandle {
     #[must_use]
     pub fn stats(&self) -> ServerStats {
         self.shared.stats.snapshot()
+    }
+
+    /// A snapshot of everything the server counts: [`stats`](Self::stats)
+    /// plus each router shard's counters and gauges (asked of the shard on
+    /// a channel of its own: a busy shard answers a little later) and each
+    /// listener's connections. Before [`Server::run`] and after the shards
+    /// stopped, the shard part is empty. Cancel-safe.
+    pub async fn metrics(&self) -> MetricsSnapshot {
+        metrics::collect(&self.shared).await
     }
 
     /// Completes when [`Server::run`] has finished its shutdown (at once if

@@ -18,6 +18,7 @@ use midge_broker::{
 use midge_codec::{Publish, QoS};
 use midge_runtime::Runtime;
 
+use crate::metrics::{Control, ShardReport};
 use crate::stats::Shared;
 
 /// What a connection tells its shard.
@@ -88,6 +89,8 @@ struct Mailbox {
 pub(crate) struct ShardLinks {
     from_conns: Vec<(Sender<ToShard>, Receiver<ToShard>)>,
     from_shards: Vec<(Sender<ShardMessage>, Receiver<ShardMessage>)>,
+    /// Statistics requests and the broker's own publications.
+    control: Vec<(Sender<Control>, Receiver<Control>)>,
 }
 
 impl ShardLinks {
@@ -97,6 +100,7 @@ impl ShardLinks {
                 .map(|_| async_channel::bounded(queue.max(1)))
                 .collect(),
             from_shards: (0..shards).map(|_| async_channel::unbounded()).collect(),
+            control: (0..shards).map(|_| async_channel::unbounded()).collect(),
         }
     }
 
@@ -105,8 +109,16 @@ impl ShardLinks {
         self.from_conns.iter().map(|(tx, _)| tx.clone()).collect()
     }
 
+    /// The senders of the shards' control channels, by shard number.
+    pub(crate) fn control(&self) -> Vec<Sender<Control>> {
+        self.control.iter().map(|(tx, _)| tx.clone()).collect()
+    }
+
     /// Closes every inbox; each shard finishes what is queued and stops.
     pub(crate) fn close(&self) {
+        for (tx, _) in &self.control {
+            tx.close();
+        }
         for (tx, _) in &self.from_conns {
             tx.close();
         }
@@ -128,6 +140,8 @@ pub(crate) struct ShardTask<R: Runtime, S: Store, A: Auth> {
     router: Router<S, A>,
     from_conns: Option<Pin<Box<Receiver<ToShard>>>>,
     from_shards: Option<Pin<Box<Receiver<ShardMessage>>>>,
+    /// Closed with the other inboxes; not waited on for stopping.
+    control: Option<Pin<Box<Receiver<Control>>>>,
     peers: Vec<Sender<ShardMessage>>,
     mailboxes: HashMap<ConnId, Mailbox>,
     /// Mailbox backlog above which a connection counts as congested.
@@ -173,6 +187,7 @@ where
                 .from_shards
                 .get(index)
                 .map(|(_, rx)| Box::pin(rx.clone())),
+            control: links.control.get(index).map(|(_, rx)| Box::pin(rx.clone())),
             peers: links.from_shards.iter().map(|(tx, _)| tx.clone()).collect(),
             mailboxes: HashMap::new(),
             backlog_high,
@@ -244,6 +259,22 @@ where
                 Poll::Ready(None) => {
                     self.from_conns = None;
                 }
+                Poll::Pending => break,
+            }
+        }
+        // After the connections' inputs, so a report reflects what they
+        // had queued (up to a batch) before it was asked for.
+        for _ in 0..BATCH {
+            let Some(rx) = self.control.as_mut() else {
+                break;
+            };
+            match rx.as_mut().poll_next(cx) {
+                Poll::Ready(Some(control)) => {
+                    let t = *now.get_or_insert_with(|| self.rt.now());
+                    self.control(t, control);
+                    progress = true;
+                }
+                Poll::Ready(None) => self.control = None,
                 Poll::Pending => break,
             }
         }
@@ -421,6 +452,33 @@ where
             };
             self.router
                 .handle_delivery(now, conn, publisher, outcome, above);
+        }
+    }
+
+    /// A statistics request or a message the broker publishes itself.
+    fn control(&mut self, now: Instant, control: Control) {
+        match control {
+            Control::Report(reply) => {
+                let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+                let report = ShardReport {
+                    shard: u32::try_from(self.index).unwrap_or(u32::MAX),
+                    router: *self.router.stats(),
+                    sessions: count(self.router.session_count()),
+                    clients_connected: count(self.router.connection_count()),
+                    subscriptions: count(self.router.subscription_count()),
+                    retained: count(self.router.retained_len()),
+                    paused_publishers: count(self.router.paused_count()),
+                    inbox_depth: count(self.from_conns.as_ref().map_or(0, |rx| rx.len())),
+                    peer_inbox_depth: count(self.from_shards.as_ref().map_or(0, |rx| rx.len())),
+                    mailbox_depth: count(self.mailboxes.values().map(|m| m.tx.len()).sum()),
+                };
+                // The asker may have given up; nothing to do then.
+                let _ = reply.try_send(report);
+            }
+            Control::Publish(publish) => {
+                self.router.handle_internal_publish(now, publish);
+                self.drain(now, None);
+            }
         }
     }
 

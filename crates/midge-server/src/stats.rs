@@ -110,6 +110,7 @@ pub(crate) struct Shared {
     pub(crate) closed_tx: Sender<()>,
     pub(crate) closed_rx: Receiver<()>,
     pub(crate) next_conn: AtomicU64,
+    pub(crate) metrics: crate::metrics::Registry,
 }
 
 impl Shared {
@@ -123,6 +124,7 @@ impl Shared {
             closed_tx,
             closed_rx,
             next_conn: AtomicU64::new(1),
+            metrics: crate::metrics::Registry::default(),
         }
     }
 }
