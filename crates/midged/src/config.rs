@@ -52,6 +52,12 @@ pub(crate) struct FileConfig {
     /// Table `[auth]`.
     #[serde(default)]
     pub(crate) auth: crate::auth::AuthConfig,
+    /// Table `[metrics]`.
+    #[serde(default)]
+    pub(crate) metrics: crate::metrics::MetricsConfig,
+    /// Table `[sys]`.
+    #[serde(default)]
+    pub(crate) sys: crate::metrics::SysConfig,
 }
 
 /// Table `[limits]`.
@@ -336,6 +342,10 @@ pub(crate) struct Settings {
     pub(crate) session: ServerConfig,
     /// Password file, ACL file and anonymous access.
     pub(crate) auth: crate::auth::AuthConfig,
+    /// Where the Prometheus endpoint listens, if anywhere.
+    pub(crate) metrics_listen: Option<SocketAddr>,
+    /// How often `$SYS/broker/...` is published; zero: never.
+    pub(crate) sys_interval: Duration,
 }
 
 /// What the command line contributes to [`Settings`].
@@ -385,6 +395,7 @@ impl Settings {
             shards: self.shards,
             max_connections: self.max_connections,
             max_write_buffer: self.max_write_buffer,
+            sys_interval: self.sys_interval,
             ..ServerOptions::default()
         }
     }
@@ -498,6 +509,8 @@ impl Settings {
             router,
             session,
             auth: file.auth,
+            metrics_listen: file.metrics.listen,
+            sys_interval: file.sys.interval(),
         }
     }
 }

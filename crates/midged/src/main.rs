@@ -18,6 +18,7 @@
 mod auth;
 mod cli;
 mod config;
+mod metrics;
 mod units;
 
 use std::io::IsTerminal;
@@ -56,7 +57,10 @@ fn main() -> ExitCode {
         port: args.port,
         bind: args.bind.clone(),
     };
-    let settings = Settings::resolve(file, &overrides);
+    let mut settings = Settings::resolve(file, &overrides);
+    if let Some(addr) = args.metrics {
+        settings.metrics_listen = Some(addr);
+    }
     init_logging(args.log_level(), settings.log_level);
     let auth = match settings
         .auth
@@ -134,6 +138,9 @@ async fn serve(settings: &Settings, auth: auth::SharedAuth) -> Result<(), String
     }
     tracing::info!(shards, "midged {} ready", env!("CARGO_PKG_VERSION"));
     let handle = server.handle();
+    if let Some(addr) = settings.metrics_listen {
+        metrics::serve(addr, &handle).await?;
+    }
     let run = server.run();
     tokio::pin!(run);
     tokio::select! {
