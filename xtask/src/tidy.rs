@@ -36,6 +36,7 @@ const IO_CRATES: &[&str] = &[
     "midged",
     "midge",
     "midge-testkit",
+    "midge-gateway",
 ];
 
 /// Runtimes, reactors and socket crates a sans-IO crate must never depend on.
@@ -59,6 +60,7 @@ const FORBIDDEN_IN_CORES: &[&str] = &[
     "midge-client",
     "midge-tokio",
     "midge-smol",
+    "midge-gateway",
     "midged",
     "midge",
 ];

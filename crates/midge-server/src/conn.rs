@@ -115,6 +115,9 @@ impl<R: Runtime> AcceptLoop<R> {
             return;
         }
         counters.connections_total.fetch_add(1, Ordering::Relaxed);
+        let listener = self.shared.metrics.listener(self.addr);
+        listener.open.fetch_add(1, Ordering::Relaxed);
+        listener.total.fetch_add(1, Ordering::Relaxed);
         let id = ConnId(self.shared.next_conn.fetch_add(1, Ordering::Relaxed));
         let rt = self.rt.clone();
         let acceptor = Arc::clone(&self.acceptor);
@@ -156,6 +159,7 @@ impl<R: Runtime> AcceptLoop<R> {
                         .fetch_sub(1, Ordering::Relaxed);
                 }
             }
+            listener.open.fetch_sub(1, Ordering::Relaxed);
             drop(done);
         });
     }
@@ -192,7 +196,7 @@ impl Registration {
 }
 
 /// One connection's task state.
-struct Conn<R: Runtime> {
+pub(crate) struct Conn<R: Runtime> {
     rt: R,
     id: ConnId,
     peer: SocketAddr,
@@ -251,7 +255,7 @@ struct Conn<R: Runtime> {
 }
 
 impl<R: Runtime> Conn<R> {
-    fn new(
+    pub(crate) fn new(
         rt: R,
         id: ConnId,
         peer: SocketAddr,

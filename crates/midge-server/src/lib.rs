@@ -103,6 +103,7 @@
 
 mod conn;
 mod http;
+mod local;
 mod metrics;
 mod shard;
 mod stats;
@@ -117,6 +118,7 @@ use midge_broker::{AllowAll, Auth, MemoryStore, Router, RouterConfig, ServerConf
 use midge_runtime::{Duration, Runtime};
 
 pub use http::MetricsEndpoint;
+pub use local::LocalStream;
 pub use metrics::{ListenerReport, MetricsSnapshot, ShardReport, DROP_REASONS};
 pub use stats::ServerStats;
 pub use transport::{Listener, ListenerKind, TlsOptions, TransportError};
@@ -382,11 +384,19 @@ where
             };
             rt.spawn(accept.run());
         }
+        shared.local.open(
+            rt.clone(),
+            Arc::clone(&options),
+            links.to_shards(),
+            &shared,
+            conns_done_tx.clone(),
+        );
         drop(conns_done_tx);
 
         // The shutdown channel carries no messages: it is only ever closed.
         let _ = shared.shutdown_rx.recv().await;
         tracing::info!("shutting down");
+        shared.local.close();
         // Every accept loop and connection holds a sender; all are gone
         // once the last connection has closed.
         let _ = conns_done_rx.recv().await;

@@ -110,6 +110,8 @@ pub(crate) struct Shared {
     pub(crate) closed_tx: Sender<()>,
     pub(crate) closed_rx: Receiver<()>,
     pub(crate) next_conn: AtomicU64,
+    /// In-memory connections ([`crate::ServerHandle::connect_local`]).
+    pub(crate) local: crate::local::LocalEntry,
     pub(crate) metrics: crate::metrics::Registry,
 }
 
@@ -124,6 +126,7 @@ impl Shared {
             closed_tx,
             closed_rx,
             next_conn: AtomicU64::new(1),
+            local: crate::local::LocalEntry::default(),
             metrics: crate::metrics::Registry::default(),
         }
     }

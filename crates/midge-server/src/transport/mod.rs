@@ -212,6 +212,8 @@ pub(crate) enum ServerStream<S> {
     Tls(Box<TlsStream<S>>),
     Ws(Box<WsStream<S>>),
     Wss(Box<WsStream<TlsStream<S>>>),
+    /// An in-memory connection ([`crate::ServerHandle::connect_local`]).
+    Local(crate::local::LocalStream),
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for ServerStream<S> {
@@ -225,6 +227,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for ServerStream<S> {
             Self::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
             Self::Ws(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
             Self::Wss(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Self::Local(s) => Pin::new(s).poll_read(cx, buf),
         }
     }
 }
@@ -240,6 +243,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ServerStream<S> {
             Self::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
             Self::Ws(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
             Self::Wss(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Self::Local(s) => Pin::new(s).poll_write(cx, buf),
         }
     }
 
@@ -249,6 +253,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ServerStream<S> {
             Self::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
             Self::Ws(s) => Pin::new(s.as_mut()).poll_flush(cx),
             Self::Wss(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Self::Local(s) => Pin::new(s).poll_flush(cx),
         }
     }
 
@@ -258,6 +263,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ServerStream<S> {
             Self::Tls(s) => Pin::new(s.as_mut()).poll_close(cx),
             Self::Ws(s) => Pin::new(s.as_mut()).poll_close(cx),
             Self::Wss(s) => Pin::new(s.as_mut()).poll_close(cx),
+            Self::Local(s) => Pin::new(s).poll_close(cx),
         }
     }
 }
