@@ -47,6 +47,10 @@ pub(crate) enum Command {
     /// MQTT-SN gateway (midged's on 127.0.0.1:1884, or `midge gateway`).
     #[command(after_long_help = EXIT_CODES)]
     Sn(crate::sn::SnArgs),
+    /// Run an MQTT-SN gateway over UDP in front of any MQTT broker:
+    /// `midge gateway --broker mqtt://host:port --listen udp://127.0.0.1:1884`.
+    #[command(after_long_help = EXIT_CODES)]
+    Gateway(crate::gateway::GatewayArgs),
 }
 
 /// Flags shared by `pub` and `sub`: where to connect and as whom.

@@ -16,6 +16,7 @@
 mod bench;
 mod cli;
 mod exit;
+mod gateway;
 mod passwd;
 mod run;
 mod sn;
@@ -36,6 +37,7 @@ fn main() -> ExitCode {
         Command::Pub(p) => p.conn.debug,
         Command::Sub(s) => s.conn.debug,
         Command::Sn(s) => s.debug(),
+        Command::Gateway(g) => g.debug,
         Command::Bench(_) | Command::Passwd(_) => false,
     };
     init_logging(debug);
@@ -73,6 +75,7 @@ fn main() -> ExitCode {
             Command::Pub(args) => run::publish(args).await,
             Command::Sub(args) => run::subscribe(args).await,
             Command::Sn(args) => sn::run(args).await,
+            Command::Gateway(args) => gateway::run(args).await,
             Command::Bench(_) | Command::Passwd(_) => Ok(()),
         }
     });
