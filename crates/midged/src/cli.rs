@@ -45,6 +45,25 @@ pub(crate) struct Args {
     #[arg(long = "metrics", value_name = "ADDR")]
     pub(crate) metrics: Option<std::net::SocketAddr>,
 
+    /// UDP port of the MQTT-SN gateway (default 1884); 0 disables it.
+    #[arg(long = "sn-port", value_name = "PORT")]
+    pub(crate) sn_port: Option<u16>,
+
+    /// UDP address of the MQTT-SN gateway, IPv4 or IPv6, with or without a
+    /// port (default 127.0.0.1:1884).
+    #[arg(long = "sn-bind", value_name = "ADDR")]
+    pub(crate) sn_bind: Option<BindAddr>,
+
+    /// MQTT-SN pre-defined topic ids, NAME=ID, comma-separated or repeated
+    /// (sensors/temp=1,sensors/hum=2); added to the file's [sn.predefined].
+    #[arg(long = "sn-predefined", value_name = "NAME=ID", value_delimiter = ',', action = ArgAction::Append)]
+    pub(crate) sn_predefined: Vec<crate::sn::Predefined>,
+
+    /// Serve Prometheus metrics at http://ADDR/metrics (replaces the
+    /// file's [metrics] listen).
+    #[arg(long = "metrics", value_name = "ADDR")]
+    pub(crate) metrics: Option<std::net::SocketAddr>,
+
     /// More log output: -v for debug, -vv for trace. Overrides RUST_LOG and
     /// the file's log_level.
     #[arg(short = 'v', long = "verbose", action = ArgAction::Count, conflicts_with = "quiet")]

@@ -52,6 +52,9 @@ pub(crate) struct FileConfig {
     /// Table `[auth]`.
     #[serde(default)]
     pub(crate) auth: crate::auth::AuthConfig,
+    /// The `[sn]` table: the MQTT-SN gateway.
+    #[serde(default)]
+    pub(crate) sn: crate::sn::SnFileConfig,
     /// Table `[metrics]`.
     #[serde(default)]
     pub(crate) metrics: crate::metrics::MetricsConfig,

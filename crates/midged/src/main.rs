@@ -19,6 +19,7 @@ mod auth;
 mod cli;
 mod config;
 mod metrics;
+mod sn;
 mod units;
 
 use std::io::IsTerminal;
@@ -57,6 +58,18 @@ fn main() -> ExitCode {
         port: args.port,
         bind: args.bind.clone(),
     };
+    let sn_flags = sn::SnFlags {
+        port: args.sn_port,
+        bind: args.sn_bind,
+        predefined: args.sn_predefined.clone(),
+    };
+    let sn_settings = match sn::SnSettings::resolve(file.sn.clone(), &sn_flags) {
+        Ok(sn) => sn,
+        Err(message) => {
+            eprintln!("midged: bad configuration: {message}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     let mut settings = Settings::resolve(file, &overrides);
     if let Some(addr) = args.metrics {
         settings.metrics_listen = Some(addr);
@@ -84,7 +97,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_RUNTIME);
         }
     };
-    match runtime.block_on(serve(&settings, auth)) {
+    match runtime.block_on(serve(&settings, sn_settings.as_ref(), auth)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             tracing::error!("{message}");
@@ -120,7 +133,11 @@ fn list(addrs: &[SocketAddr]) -> String {
 }
 
 /// Binds, serves until SIGINT or SIGTERM, then shuts down gracefully.
-async fn serve(settings: &Settings, auth: auth::SharedAuth) -> Result<(), String> {
+async fn serve(
+    settings: &Settings,
+    sn_settings: Option<&sn::SnSettings>,
+    auth: auth::SharedAuth,
+) -> Result<(), String> {
     let rt = TokioRuntime::current();
     let options = settings.server_options();
     let shards = options.shard_count();
@@ -136,13 +153,23 @@ async fn serve(settings: &Settings, auth: auth::SharedAuth) -> Result<(), String
         // Tests and scripts read this line to learn a port chosen with -p 0.
         tracing::info!("listening on {addr}");
     }
-    tracing::info!(shards, "midged {} ready", env!("CARGO_PKG_VERSION"));
     let handle = server.handle();
     if let Some(addr) = settings.metrics_listen {
         metrics::serve(addr, &handle).await?;
     }
     let run = server.run();
     tokio::pin!(run);
+    // The gateway needs the server running to connect in memory; it starts
+    // on the first poll of `run` below.
+    let gateway = sn::start(sn_settings, &rt, handle.clone());
+    tokio::pin!(gateway);
+    let gateway = tokio::select! {
+        started = &mut gateway => started?,
+        result = &mut run => {
+            return result.map_err(|e| format!("server failed: {e}"));
+        }
+    };
+    tracing::info!(shards, "midged {} ready", env!("CARGO_PKG_VERSION"));
     tokio::select! {
         () = shutdown_signal() => {
             tracing::info!("shutting down");
@@ -152,6 +179,10 @@ async fn serve(settings: &Settings, auth: auth::SharedAuth) -> Result<(), String
             // The server stopped by itself.
             return result.map_err(|e| format!("server failed: {e}"));
         }
+    }
+    if let Some((gateway, task)) = gateway {
+        gateway.shutdown();
+        let _ = task.await;
     }
     run.await
         .map_err(|e| format!("server failed while stopping: {e}"))?;
