@@ -670,7 +670,15 @@ impl Store for DiskStore {
         publish: &Publish,
     ) -> Result<(), Self::Error> {
         let key = codec::queue_key(client_id, seq);
-        if let Some(old) = self.get(QUEUES, &key)? {
+        // The router never reuses a seq, so only an entry of this commit
+        // could be replaced: the disk is not read for one.
+        let replaced = self
+            .pending
+            .get(QUEUES)
+            .and_then(|m| m.get(&key))
+            .cloned()
+            .flatten();
+        if let Some(old) = replaced {
             let (old_id, _) = codec::decode_entry(&old)?;
             self.del(QUEUES, key.clone());
             self.unref(old_id)?;

@@ -137,7 +137,8 @@ pub trait Store {
         state: &SessionState,
     ) -> Result<(), Self::Error>;
     /// Appends an entry at `seq` (greater than any earlier one of this
-    /// client) to the client's queue, referring to message `message`,
+    /// client, so never one that exists) to the client's queue, referring
+    /// to message `message`,
     /// which is `publish` apart from its QoS: the store keeps the message
     /// once, however many queues refer to it, and the entry's QoS with the
     /// entry.
