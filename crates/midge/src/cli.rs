@@ -26,7 +26,7 @@ pub(crate) struct Cli {
     pub(crate) command: Command,
 }
 
-/// The subcommands; `bench`, `sn` and `gateway` will join them.
+/// The subcommands.
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Publish a message (or one per stdin line) and wait for the broker to
