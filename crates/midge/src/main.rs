@@ -3,8 +3,8 @@
 //! with the flags of mosquitto_pub and mosquitto_sub; `midge bench` loads a
 //! broker and reports throughput, latency, loss and duplicates; `midge passwd`
 //! writes password files for midged (as mosquitto_passwd); `midge sn pub`
-//! and `midge sn sub` do the same over MQTT-SN through a gateway, in the
-//! spirit of mqtt-sn-pub and mqtt-sn-sub.
+//! and `midge sn sub` publish and subscribe over MQTT-SN through a gateway,
+//! in the spirit of mqtt-sn-pub and mqtt-sn-sub.
 //!
 //! What it deliberately does not do: any protocol work (the async client,
 //! `midge-client`, and its sans-IO session do it all), TLS or WebSocket (not
