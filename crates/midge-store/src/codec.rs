@@ -103,6 +103,18 @@ pub(crate) fn message_value(refs: u32, packet: &[u8]) -> Vec<u8> {
     v
 }
 
+/// The reference count of a message's value, without decoding the message.
+pub(crate) fn message_refs(v: &[u8]) -> Result<u32, StoreError> {
+    Reader(v).u32()
+}
+
+/// Sets the reference count of a message's value in place.
+pub(crate) fn set_message_refs(v: &mut [u8], refs: u32) {
+    if let Some(head) = v.get_mut(..4) {
+        head.copy_from_slice(&refs.to_be_bytes());
+    }
+}
+
 pub(crate) fn decode_message(v: &[u8]) -> Result<(u32, Publish), StoreError> {
     let mut r = Reader(v);
     let refs = r.u32()?;

@@ -475,14 +475,11 @@ impl DiskStore {
         let Some(mut v) = self.get(MESSAGES, &key)? else {
             return Ok(());
         };
-        let (refs, _) = codec::decode_message(&v)?;
-        let refs = refs.saturating_sub(1);
+        let refs = codec::message_refs(&v)?.saturating_sub(1);
         if refs == 0 {
             self.del(MESSAGES, key);
         } else {
-            if let Some(head) = v.get_mut(..4) {
-                head.copy_from_slice(&refs.to_be_bytes());
-            }
+            codec::set_message_refs(&mut v, refs);
             self.put(MESSAGES, key, v);
         }
         Ok(())
@@ -686,10 +683,8 @@ impl Store for DiskStore {
         let id = message.to_be_bytes().to_vec();
         let value = match self.get(MESSAGES, &id)? {
             Some(mut v) => {
-                let (refs, _) = codec::decode_message(&v)?;
-                if let Some(head) = v.get_mut(..4) {
-                    head.copy_from_slice(&refs.saturating_add(1).to_be_bytes());
-                }
+                let refs = codec::message_refs(&v)?.saturating_add(1);
+                codec::set_message_refs(&mut v, refs);
                 v
             }
             None => codec::message_value(1, &codec::encode_publish(publish)?),
