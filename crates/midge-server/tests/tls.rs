@@ -64,21 +64,35 @@ pub async fn tls_publish_and_subscribe<R: Runtime>(rt: R) {
             .connect(localhost(), tcp)
             .await
             .unwrap();
-        assert_eq!(mqtt::handshake_mqtt(&mut sub, "sub", None).await.unwrap(), 0);
+        assert_eq!(
+            mqtt::handshake_mqtt(&mut sub, "sub", None).await.unwrap(),
+            0
+        );
         sub.write_all(&mqtt::subscribe("t/#")).await.unwrap();
         sub.flush().await.unwrap();
-        assert_eq!(mqtt::read_n(&mut sub, 5).await.unwrap(), mqtt::SUBACK_1_QOS0);
+        assert_eq!(
+            mqtt::read_n(&mut sub, 5).await.unwrap(),
+            mqtt::SUBACK_1_QOS0
+        );
 
         let tcp = rt.connect_tcp(server.addr).await.unwrap();
         let mut publisher = TlsConnector::from(config)
             .connect(localhost(), tcp)
             .await
             .unwrap();
-        assert_eq!(mqtt::handshake_mqtt(&mut publisher, "pub", None).await.unwrap(), 0);
+        assert_eq!(
+            mqtt::handshake_mqtt(&mut publisher, "pub", None)
+                .await
+                .unwrap(),
+            0
+        );
         let message = mqtt::publish("t/1", b"over tls");
         publisher.write_all(&message).await.unwrap();
         publisher.flush().await.unwrap();
-        assert_eq!(mqtt::read_n(&mut sub, message.len()).await.unwrap(), message);
+        assert_eq!(
+            mqtt::read_n(&mut sub, message.len()).await.unwrap(),
+            message
+        );
         drop((sub, publisher));
         server.stop().await;
     })
@@ -89,9 +103,15 @@ pub async fn tls_client_trusting_another_ca_is_refused<R: Runtime>(rt: R) {
     bounded(&rt, async {
         let pki = Pki::new();
         let server = Running::start(&rt, ListenerKind::Tls(tls_kind(&pki))).await;
-        let err = tls_connect(&rt, &server, pki.client_config("other-ca.pem", None), "c", None)
-            .await
-            .unwrap_err();
+        let err = tls_connect(
+            &rt,
+            &server,
+            pki.client_config("other-ca.pem", None),
+            "c",
+            None,
+        )
+        .await
+        .unwrap_err();
         assert!(err.contains("UnknownIssuer"), "{err}");
         // The broker still serves.
         let ok = tls_connect(&rt, &server, pki.client_config("ca.pem", None), "c", None).await;
@@ -104,7 +124,10 @@ pub async fn tls_client_trusting_another_ca_is_refused<R: Runtime>(rt: R) {
 pub async fn tls_expired_server_certificate_is_refused_by_the_client<R: Runtime>(rt: R) {
     bounded(&rt, async {
         let pki = Pki::new();
-        let kind = TlsOptions::new(pki.path("expired-server.pem"), pki.path("expired-server.key"));
+        let kind = TlsOptions::new(
+            pki.path("expired-server.pem"),
+            pki.path("expired-server.key"),
+        );
         let server = Running::start(&rt, ListenerKind::Tls(kind)).await;
         let err = tls_connect(&rt, &server, pki.client_config("ca.pem", None), "c", None)
             .await
@@ -126,8 +149,14 @@ pub async fn tls_required_client_certificate<R: Runtime>(rt: R) {
                 tls_connect(&rt, &server, pki.client_config("ca.pem", client), "c", None).await;
             assert!(result.is_err(), "{client:?} got {result:?}");
         }
-        let ok = tls_connect(&rt, &server, pki.client_config("ca.pem", Some("client")), "c", None)
-            .await;
+        let ok = tls_connect(
+            &rt,
+            &server,
+            pki.client_config("ca.pem", Some("client")),
+            "c",
+            None,
+        )
+        .await;
         assert_eq!(ok, Ok(0));
         server.stop().await;
     })
@@ -140,8 +169,14 @@ pub async fn tls_optional_client_certificate<R: Runtime>(rt: R) {
         let server = Running::start(&rt, ListenerKind::Tls(mutual(&pki, false, false))).await;
         let without = tls_connect(&rt, &server, pki.client_config("ca.pem", None), "a", None).await;
         assert_eq!(without, Ok(0));
-        let with =
-            tls_connect(&rt, &server, pki.client_config("ca.pem", Some("client")), "b", None).await;
+        let with = tls_connect(
+            &rt,
+            &server,
+            pki.client_config("ca.pem", Some("client")),
+            "b",
+            None,
+        )
+        .await;
         assert_eq!(with, Ok(0));
         // A certificate that does not verify is refused even when optional.
         let bad = tls_connect(
@@ -174,9 +209,14 @@ pub async fn tls_certificate_cn_is_the_user_name<R: Runtime>(rt: R) {
         .await;
         assert_eq!(with_cert, Ok(0));
         // Without a certificate the CONNECT user name counts: refused.
-        let without =
-            tls_connect(&rt, &server, pki.client_config("ca.pem", None), "b", Some("mallory"))
-                .await;
+        let without = tls_connect(
+            &rt,
+            &server,
+            pki.client_config("ca.pem", None),
+            "b",
+            Some("mallory"),
+        )
+        .await;
         assert_eq!(without, Ok(0x05));
         server.stop().await;
     })
@@ -192,7 +232,12 @@ pub async fn tls_reload_keeps_connections_and_serves_the_new_certificate<R: Runt
             .connect(localhost(), tcp)
             .await
             .unwrap();
-        assert_eq!(mqtt::handshake_mqtt(&mut early, "early", None).await.unwrap(), 0);
+        assert_eq!(
+            mqtt::handshake_mqtt(&mut early, "early", None)
+                .await
+                .unwrap(),
+            0
+        );
 
         // Replace the files with a certificate from the other CA; a broken
         // file first: the reload fails and changes nothing.
@@ -208,13 +253,22 @@ pub async fn tls_reload_keeps_connections_and_serves_the_new_certificate<R: Runt
 
         let old = tls_connect(&rt, &server, pki.client_config("ca.pem", None), "y", None).await;
         assert!(old.unwrap_err().contains("UnknownIssuer"));
-        let new = tls_connect(&rt, &server, pki.client_config("other-ca.pem", None), "z", None)
-            .await;
+        let new = tls_connect(
+            &rt,
+            &server,
+            pki.client_config("other-ca.pem", None),
+            "z",
+            None,
+        )
+        .await;
         assert_eq!(new, Ok(0));
         // The connection made before the reload still works.
         early.write_all(&mqtt::subscribe("a")).await.unwrap();
         early.flush().await.unwrap();
-        assert_eq!(mqtt::read_n(&mut early, 5).await.unwrap(), mqtt::SUBACK_1_QOS0);
+        assert_eq!(
+            mqtt::read_n(&mut early, 5).await.unwrap(),
+            mqtt::SUBACK_1_QOS0
+        );
         drop(early);
         server.stop().await;
     })
@@ -260,7 +314,11 @@ pub async fn tls_bad_files_fail_bind<R: Runtime>(rt: R) {
         let err = midge_server::Server::bind(rt.clone(), options)
             .await
             .unwrap_err();
-        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{kind:?}: {err}");
+        assert_eq!(
+            err.kind(),
+            std::io::ErrorKind::InvalidInput,
+            "{kind:?}: {err}"
+        );
     }
 }
 

@@ -130,7 +130,10 @@ pub async fn mqtt_6_0_0_3_upgrade_without_mqtt_is_refused<R: Runtime>(rt: R) {
         let server = Running::start(&rt, ws_kind()).await;
         for offered in ["", "chat", "mqttv5"] {
             let tcp = rt.connect_tcp(server.addr).await.unwrap();
-            let err = upgrade(tcp, "/mqtt", offered).await.map(|_| ()).unwrap_err();
+            let err = upgrade(tcp, "/mqtt", offered)
+                .await
+                .map(|_| ())
+                .unwrap_err();
             assert!(err.contains("400"), "{offered}: {err}");
         }
         // Still serving.
@@ -144,7 +147,10 @@ pub async fn ws_wrong_path_is_refused<R: Runtime>(rt: R) {
     bounded(&rt, async {
         let server = Running::start(&rt, ws_kind()).await;
         let tcp = rt.connect_tcp(server.addr).await.unwrap();
-        let err = upgrade(tcp, "/other", "mqtt").await.map(|_| ()).unwrap_err();
+        let err = upgrade(tcp, "/other", "mqtt")
+            .await
+            .map(|_| ())
+            .unwrap_err();
         assert!(err.contains("404"), "{err}");
         server.stop().await;
     })

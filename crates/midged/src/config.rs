@@ -61,6 +61,13 @@ pub(crate) struct FileConfig {
     /// Table `[sys]`.
     #[serde(default)]
     pub(crate) sys: crate::metrics::SysConfig,
+    /// Table `[tls]`: TLS listeners and the certificate they (and wss
+    /// listeners) use.
+    #[serde(default)]
+    pub(crate) tls: crate::transport::TlsFileConfig,
+    /// Table `[websocket]`: ws and wss listeners.
+    #[serde(default)]
+    pub(crate) websocket: Option<crate::transport::WebSocketFileConfig>,
 }
 
 /// Table `[limits]`.

@@ -5,7 +5,9 @@
 //!
 //! What it deliberately does not do: any protocol or routing work (the
 //! sans-IO cores and `midge-server` do it all), persistence (the durable
-//! store comes later), TLS or WebSocket listeners (not built yet).
+//! store comes later). TLS, WebSocket and WebSocket over TLS listeners come
+//! from the `[tls]` and `[websocket]` tables (module `transport`); SIGHUP
+//! also reloads the `[tls]` certificate files.
 //!
 //! Key types: [`cli::Args`] (the flags), [`config::FileConfig`] (the file)
 //! and [`config::Settings`] (the two merged).
@@ -20,12 +22,14 @@ mod cli;
 mod config;
 mod metrics;
 mod sn;
+mod transport;
 mod units;
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
 
 use clap::Parser;
 use midge_broker::MemoryStore;
@@ -70,14 +74,24 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    let transports = match transport::listeners(&file.tls, file.websocket.as_ref()) {
+        Ok(transports) => transports,
+        Err(message) => {
+            eprintln!("midged: bad configuration: {message}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     let mut settings = Settings::resolve(file, &overrides);
     if let Some(addr) = args.metrics {
         settings.metrics_listen = Some(addr);
     }
     init_logging(args.log_level(), settings.log_level);
+    // Plain WebSocket carries passwords in clear just as plain TCP does.
+    let mut plain = settings.listeners.clone();
+    plain.extend(transport::plain_addrs(&transports));
     let auth = match settings
         .auth
-        .check_listeners(&settings.listeners)
+        .check_listeners(&plain)
         .and_then(|()| settings.auth.load())
     {
         Ok(rules) => auth::SharedAuth::new(rules),
@@ -97,7 +111,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_RUNTIME);
         }
     };
-    match runtime.block_on(serve(&settings, sn_settings.as_ref(), auth)) {
+    match runtime.block_on(serve(&settings, transports, sn_settings.as_ref(), auth)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             tracing::error!("{message}");
@@ -135,25 +149,42 @@ fn list(addrs: &[SocketAddr]) -> String {
 /// Binds, serves until SIGINT or SIGTERM, then shuts down gracefully.
 async fn serve(
     settings: &Settings,
+    transports: Vec<midge_server::Listener>,
     sn_settings: Option<&sn::SnSettings>,
     auth: auth::SharedAuth,
 ) -> Result<(), String> {
     let rt = TokioRuntime::current();
-    let options = settings.server_options();
+    let mut options = settings.server_options();
+    let kinds: Vec<&'static str> = transports
+        .iter()
+        .map(|l| transport::kind_name(&l.kind))
+        .collect();
+    options.transports = transports;
     let shards = options.shard_count();
-    // Watched before the listeners open, so a SIGHUP never kills a ready broker.
-    watch_sighup(settings.auth.clone(), auth.clone());
+    // Watched before the listeners open, so a SIGHUP never kills a ready
+    // broker; certificates are reloaded once the server exists.
+    let server_handle = Arc::new(OnceLock::new());
+    watch_sighup(
+        settings.auth.clone(),
+        auth.clone(),
+        Arc::clone(&server_handle),
+    );
     let shard_auth = auth.clone();
     let server = Server::bind_with(rt.clone(), options, move |_| {
         (MemoryStore::new(), shard_auth.clone())
     })
     .await
     .map_err(|e| format!("cannot listen on {}: {e}", list(&settings.listeners)))?;
-    for addr in server.local_addrs() {
+    let plain = settings.listeners.len();
+    for (i, addr) in server.local_addrs().into_iter().enumerate() {
         // Tests and scripts read this line to learn a port chosen with -p 0.
-        tracing::info!("listening on {addr}");
+        match i.checked_sub(plain).and_then(|t| kinds.get(t)) {
+            None => tracing::info!("listening on {addr}"),
+            Some(kind) => tracing::info!("listening on {addr} ({kind})"),
+        }
     }
     let handle = server.handle();
+    let _ = server_handle.set(handle.clone());
     if let Some(addr) = settings.metrics_listen {
         metrics::serve(addr, &handle).await?;
     }
@@ -220,10 +251,16 @@ async fn shutdown_signal() {
 }
 
 /// Re-reads the `[auth]` files on every SIGHUP and installs them for all
-/// shards; connections stay up. A file that cannot be read or parsed keeps
-/// the rules in force (the error is logged). The handler is installed
-/// before this returns; the loop runs in a task of its own.
-fn watch_sighup(config: auth::AuthConfig, auth: auth::SharedAuth) {
+/// shards, and the `[tls]` certificate, key and client CA files for new
+/// handshakes (once the server is set in `server`); connections stay up. A
+/// file that cannot be read or parsed keeps what is in force (the error is
+/// logged). The handler is installed before this returns; the loop runs in
+/// a task of its own.
+fn watch_sighup(
+    config: auth::AuthConfig,
+    auth: auth::SharedAuth,
+    server: Arc<OnceLock<midge_server::ServerHandle>>,
+) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -248,11 +285,18 @@ fn watch_sighup(config: auth::AuthConfig, auth: auth::SharedAuth) {
                         tracing::error!("SIGHUP: {message}; keeping the previous [auth] rules");
                     }
                 }
+                match server.get().map(midge_server::ServerHandle::reload_tls) {
+                    None | Some(Ok(0)) => {}
+                    Some(Ok(n)) => tracing::info!(listeners = n, "SIGHUP: [tls] files reloaded"),
+                    Some(Err(e)) => {
+                        tracing::error!("SIGHUP: {e}; keeping the previous [tls] certificates");
+                    }
+                }
             }
         });
     }
     #[cfg(not(unix))]
     {
-        let _ = (config, auth);
+        let _ = (config, auth, server);
     }
 }

@@ -110,12 +110,11 @@ impl Pki {
         for cert in CertificateDer::pem_file_iter(self.path(ca_file)).unwrap() {
             roots.add(cert.unwrap()).unwrap();
         }
-        let builder = ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots);
+        let builder =
+            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots);
         let config = match client {
             None => builder.with_no_client_auth(),
             Some(name) => {
