@@ -59,11 +59,6 @@ pub(crate) struct Args {
     #[arg(long = "sn-predefined", value_name = "NAME=ID", value_delimiter = ',', action = ArgAction::Append)]
     pub(crate) sn_predefined: Vec<crate::sn::Predefined>,
 
-    /// Serve Prometheus metrics at http://ADDR/metrics (replaces the
-    /// file's [metrics] listen).
-    #[arg(long = "metrics", value_name = "ADDR")]
-    pub(crate) metrics: Option<std::net::SocketAddr>,
-
     /// More log output: -v for debug, -vv for trace. Overrides RUST_LOG and
     /// the file's log_level.
     #[arg(short = 'v', long = "verbose", action = ArgAction::Count, conflicts_with = "quiet")]
