@@ -69,25 +69,46 @@ pub(crate) struct ConnArgs {
     )]
     pub(crate) host: String,
 
-    /// Broker port.
-    #[arg(
-        short = 'p',
-        long = "port",
-        value_name = "PORT",
-        default_value_t = 1883
-    )]
-    pub(crate) port: u16,
+    /// Broker port. Default 1883, or 8883 with TLS (--cafile, --cert or
+    /// --insecure).
+    #[arg(short = 'p', long = "port", value_name = "PORT")]
+    pub(crate) port: Option<u16>,
 
-    /// Broker and topic as one URL: `mqtt://host[:port]/topic`. Replaces
-    /// -h, -p and (pub) -t.
+    /// Broker and topic as one URL: `mqtt://host[:port]/topic`, also
+    /// `mqtts://`, `ws://` and `wss://`. Replaces -h, -p and (pub) -t.
     #[arg(
         short = 'L',
         long = "url",
         value_name = "URL",
         conflicts_with_all = ["host", "port"],
-        help = "Broker and topic as one URL: mqtt://host[:port]/topic. Replaces -h, -p and (pub) -t"
+        help = "Broker and topic as one URL: mqtt://host[:port]/topic (also mqtts://, ws://, wss://). Replaces -h, -p and (pub) -t"
     )]
     pub(crate) url: Option<String>,
+
+    /// PEM file of the certificate authorities that sign the broker's
+    /// certificate (instead of the system's). Turns TLS on for -h/-p.
+    #[arg(long = "cafile", value_name = "FILE")]
+    pub(crate) cafile: Option<PathBuf>,
+
+    /// PEM file of a client certificate, for brokers that ask for one
+    /// (needs --key). Turns TLS on for -h/-p.
+    #[arg(long = "cert", value_name = "FILE", requires = "key")]
+    pub(crate) cert: Option<PathBuf>,
+
+    /// PEM file of the client certificate's private key (needs --cert).
+    #[arg(long = "key", value_name = "FILE", requires = "cert")]
+    pub(crate) key: Option<PathBuf>,
+
+    /// Accept any broker certificate (no chain, expiry or name check): the
+    /// connection is encrypted but the broker unauthenticated. Turns TLS on
+    /// for -h/-p.
+    #[arg(long = "insecure")]
+    pub(crate) insecure: bool,
+
+    /// The HTTP path of a ws:// or wss:// -L URL (whose path names the
+    /// topic).
+    #[arg(long = "ws-path", value_name = "PATH", default_value = "/mqtt")]
+    pub(crate) ws_path: String,
 
     /// Client id. Default: the --id-prefix (or "midge-pub-"/"midge-sub-")
     /// followed by the process id.
@@ -273,7 +294,7 @@ mod tests {
     fn pub_defaults() {
         let p = pub_args(&["-t", "a/b", "-m", "hi"]).unwrap();
         assert_eq!(p.conn.host, "localhost");
-        assert_eq!(p.conn.port, 1883);
+        assert_eq!(p.conn.port, None);
         assert_eq!(p.conn.qos, QoS::AtMostOnce);
         assert_eq!(p.conn.keep_alive, 60);
         assert!(!p.conn.persistent && !p.retain && !p.conn.debug);
@@ -327,7 +348,7 @@ mod tests {
             "3",
         ])
         .unwrap();
-        assert_eq!(p.conn.port, 1884);
+        assert_eq!(p.conn.port, Some(1884));
         assert_eq!(p.conn.qos, QoS::ExactlyOnce);
         assert!(p.retain && p.conn.persistent && p.conn.debug && p.conn.will_retain);
         assert_eq!(p.conn.id.as_deref(), Some("me"));

@@ -66,7 +66,9 @@ impl From<ClientError> for Failure {
             | ClientError::KeepAliveTimeout
             | ClientError::ConnectionLost
             | ClientError::Disconnected
-            | ClientError::Dropped => Exit::Unreachable,
+            | ClientError::Dropped
+            | ClientError::Tls(_)
+            | ClientError::WebSocket(_) => Exit::Unreachable,
             ClientError::Protocol(_) => Exit::Protocol,
             ClientError::Url(_) | ClientError::UnsupportedScheme(_) | ClientError::Usage(_) => {
                 Exit::Usage

@@ -5,10 +5,12 @@ use std::io::Write;
 use std::time::Duration;
 
 use bytes::Bytes;
-use midge_client::{ClientError, ConnectOptions, Delivery, Message, Messages, Reconnect};
+use midge_client::{
+    ClientError, ConnectOptions, Delivery, Message, Messages, Reconnect, TlsOptions,
+};
 use midge_codec::{LastWill, Topic};
 use midge_session::ClientConfig;
-use midge_tokio::{BrokerUrl, TokioRuntime};
+use midge_tokio::{BrokerUrl, Scheme, TokioRuntime};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::time::Instant;
 
@@ -22,12 +24,25 @@ type Client = midge_client::Client<TokioRuntime>;
 /// default queue limit, so `publish` never meets a full queue.
 const MAX_PENDING: usize = 256;
 
-/// The broker address and the topic an `-L` URL carries, if any.
+/// Whether a TLS flag (--cafile, --cert, --insecure) is given.
+fn tls_flags(conn: &ConnArgs) -> bool {
+    conn.cafile.is_some() || conn.cert.is_some() || conn.insecure
+}
+
+/// The broker address and the topic an `-L` URL carries, if any. Without
+/// `-L`, a TLS flag makes it `mqtts://` (default port 8883). With a ws://
+/// or wss:// `-L`, the URL's path is the topic and `--ws-path` the HTTP
+/// path.
 fn broker(conn: &ConnArgs) -> Result<(BrokerUrl, Option<String>), Failure> {
     let Some(text) = &conn.url else {
-        return Ok((BrokerUrl::tcp(conn.host.clone(), conn.port), None));
+        let mut url = BrokerUrl::tcp(conn.host.clone(), 1883);
+        if tls_flags(conn) {
+            url.scheme = Scheme::Mqtts;
+        }
+        url.port = conn.port.unwrap_or(url.scheme.default_port());
+        return Ok((url, None));
     };
-    let url: BrokerUrl = text
+    let mut url: BrokerUrl = text
         .parse()
         .map_err(|e| Failure::new(Exit::Usage, format!("-L {text}: {e}")))?;
     let topic = url
@@ -41,7 +56,28 @@ fn broker(conn: &ConnArgs) -> Result<(BrokerUrl, Option<String>), Failure> {
                 format!("-L {text}: the URL names no topic (mqtt://host:port/topic)"),
             )
         })?;
+    if url.scheme.is_websocket() {
+        if !conn.ws_path.starts_with('/') {
+            return Err(Failure::new(
+                Exit::Usage,
+                format!("--ws-path {:?} must start with /", conn.ws_path),
+            ));
+        }
+        url.path.clone_from(&conn.ws_path);
+    }
     Ok((url, Some(topic)))
+}
+
+/// The TLS settings of the flags.
+fn tls_options(conn: &ConnArgs) -> TlsOptions {
+    let mut tls = TlsOptions::default().with_insecure(conn.insecure);
+    if let Some(ca) = &conn.cafile {
+        tls = tls.with_ca_file(ca);
+    }
+    if let (Some(cert), Some(key)) = (&conn.cert, &conn.key) {
+        tls = tls.with_client_cert(cert, key);
+    }
+    tls
 }
 
 /// The client id: `-i`, or the prefix followed by the process id.
@@ -76,8 +112,18 @@ pub(crate) fn connect_options(
             retain: conn.will_retain,
         });
     }
+    if tls_flags(conn) && !url.scheme.is_tls() {
+        return Err(Failure::new(
+            Exit::Usage,
+            format!(
+                "--cafile, --cert and --insecure need a TLS address (mqtts:// or wss://), not {}://",
+                url.scheme
+            ),
+        ));
+    }
     Ok(ConnectOptions::from_url(url, String::new())
         .with_config(config)
+        .with_tls(tls_options(conn))
         .with_reconnect(Reconnect::disabled()))
 }
 
@@ -348,6 +394,51 @@ mod tests {
         let c = conn(&["-h", "::1", "-p", "1884", "-t", "x"]);
         let (url, topic) = broker(&c).unwrap();
         assert_eq!((url.host.as_str(), url.port, topic), ("::1", 1884, None));
+    }
+
+    #[test]
+    fn tls_flags_turn_tls_on_with_its_default_port() {
+        let plain = conn(&["-t", "x"]);
+        let (url, _) = broker(&plain).unwrap();
+        assert_eq!((url.scheme, url.port), (Scheme::Mqtt, 1883));
+        for flags in [
+            &["-t", "x", "--cafile", "ca.pem"][..],
+            &["-t", "x", "--insecure"],
+            &["-t", "x", "--cert", "c.pem", "--key", "k.pem"],
+        ] {
+            let c = conn(flags);
+            let (url, _) = broker(&c).unwrap();
+            assert_eq!((url.scheme, url.port), (Scheme::Mqtts, 8883), "{flags:?}");
+            let o = connect_options(&c, url, "p").unwrap();
+            let tls = o.tls.unwrap();
+            assert_eq!(tls.insecure, c.insecure);
+            assert_eq!(tls.ca_file, c.cafile);
+            assert_eq!(tls.cert, c.cert);
+        }
+        let c = conn(&["-t", "x", "--cafile", "ca.pem", "-p", "9999"]);
+        assert_eq!(broker(&c).unwrap().0.port, 9999);
+    }
+
+    #[test]
+    fn websocket_url_takes_the_topic_from_its_path_and_the_path_from_ws_path() {
+        let c = conn(&["-L", "wss://b.example/room/1", "--ws-path", "/broker"]);
+        let (url, topic) = broker(&c).unwrap();
+        assert_eq!((url.scheme, url.port), (Scheme::Wss, 443));
+        assert_eq!(
+            (url.path.as_str(), topic.as_deref()),
+            ("/broker", Some("room/1"))
+        );
+        let c = conn(&["-L", "ws://b.example:8080/t"]);
+        assert_eq!(broker(&c).unwrap().0.path, "/mqtt");
+        let c = conn(&["-L", "ws://b.example/t", "--ws-path", "mqtt"]);
+        assert_eq!(broker(&c).unwrap_err().exit, Exit::Usage);
+    }
+
+    #[test]
+    fn tls_flags_with_a_plain_url_are_a_usage_error() {
+        let c = conn(&["-L", "mqtt://b.example/t", "--cafile", "ca.pem"]);
+        let (url, _) = broker(&c).unwrap();
+        assert_eq!(connect_options(&c, url, "p").unwrap_err().exit, Exit::Usage);
     }
 
     #[test]
