@@ -236,6 +236,84 @@ async fn sn_6_8_round_trip_through_tcp_to_a_broker() {
 }
 
 #[tokio::test]
+async fn sn_5_3_10_unreachable_broker_answers_connack_congestion() {
+    let test = async {
+        let rt = TokioRuntime::current();
+        // A port nobody listens on.
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let url: BrokerUrl = format!("mqtt://{closed}").parse().unwrap();
+        let connector = TcpConnector::new(rt.clone(), url).unwrap();
+        let (gw, handle, run) = start_gateway(&rt, GatewayConfig::new(1), None, connector).await;
+        let sn = SnPeer::new(gw).await;
+        sn.send(Connect {
+            will: false,
+            clean_session: true,
+            duration: 60,
+            client_id: ClientId::from("nobody-home"),
+        })
+        .await;
+        match sn.recv().await {
+            Message::ConnAck(a) => assert_eq!(a.return_code, ReturnCode::Congestion),
+            other => panic!("expected CONNACK, got {other:?}"),
+        }
+        // The snapshot is stored after the datagrams go out: poll it.
+        let mut open = usize::MAX;
+        for _ in 0..200 {
+            open = handle.snapshot().broker_connections;
+            if open == 0 {
+                break;
+            }
+            tokio::time::sleep(StdDuration::from_millis(10)).await;
+        }
+        assert_eq!(open, 0, "the failed broker connection is forgotten");
+        handle.shutdown();
+        run.await.unwrap().unwrap();
+    };
+    tokio::time::timeout(TIMEOUT, test)
+        .await
+        .expect("timed out");
+}
+
+#[tokio::test]
+async fn sn_6_2_gateway_listens_on_ipv6() {
+    let test = async {
+        let rt = TokioRuntime::current();
+        let (_broker, server) = start_server(&rt).await;
+        let options = GatewayOptions {
+            listen: "[::1]:0".parse().unwrap(),
+            ..GatewayOptions::default()
+        };
+        let gateway =
+            match Gateway::bind(rt.clone(), options, LocalConnector::new(server.clone())).await {
+                Ok(gateway) => gateway,
+                Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable => {
+                    println!("SKIP: no IPv6 loopback here ({e})");
+                    return;
+                }
+                Err(e) => panic!("bind [::1]:0: {e}"),
+            };
+        let gw = gateway.local_addr();
+        assert!(gw.is_ipv6());
+        let handle = gateway.handle();
+        let run = tokio::spawn(gateway.run());
+        let sn = SnPeer {
+            socket: UdpSocket::bind("[::1]:0").await.unwrap(),
+            gateway: gw,
+        };
+        sn.connect("v6-client", true).await;
+        handle.shutdown();
+        run.await.unwrap().unwrap();
+        server.shutdown();
+    };
+    tokio::time::timeout(TIMEOUT, test)
+        .await
+        .expect("timed out");
+}
+
+#[tokio::test]
 async fn sn_6_1_advertise_goes_to_the_broadcast_address_and_searchgw_gets_gwinfo() {
     let test = async {
         let rt = TokioRuntime::current();
