@@ -105,6 +105,8 @@ fn trusting(pki: &Pki, ca: &str) -> TlsOptions {
     TlsOptions::default().with_ca_file(pki.path(ca))
 }
 
+// The client offers `mqtt` and insists that the broker selects it.
+// covers: MQTT-6.0.0-3, MQTT-6.0.0-4
 pub async fn mqtts_ws_and_wss_round_trips<R: Runtime>(rt: R) {
     bounded(&rt, async {
         let pki = Pki::new();
