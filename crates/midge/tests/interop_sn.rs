@@ -283,8 +283,8 @@ fn midge_sn_pub_and_sub_through_midge_gateway_in_front_of_mosquitto() -> Result<
     let gateway = GatewayProcess::start(broker.port())?;
     let port = gateway.port().to_string();
 
-    // Up: midge sn pub at QoS 2 on a name, seen by mosquitto_sub.
-    let sub = clients.subscribe(broker.port(), &["-t", "gw/cli/up", "-q", "2"])?;
+    // Up: midge sn pub at QoS 1 on a name, seen by mosquitto_sub.
+    let sub = clients.subscribe(broker.port(), &["-t", "gw/cli/up", "-q", "1"])?;
     Process::run(
         "midge sn pub",
         &mut midge(&[
@@ -293,9 +293,9 @@ fn midge_sn_pub_and_sub_through_midge_gateway_in_front_of_mosquitto() -> Result<
             "-t",
             "gw/cli/up",
             "-m",
-            "q2-up",
+            "q1-up",
             "-q",
-            "2",
+            "1",
             "-p",
             &port,
         ]),
@@ -308,7 +308,7 @@ fn midge_sn_pub_and_sub_through_midge_gateway_in_front_of_mosquitto() -> Result<
             message.topic.as_str(),
             message.payload.as_str(),
             message.qos
-        ) == ("gw/cli/up", "q2-up", 2),
+        ) == ("gw/cli/up", "q1-up", 1),
         "{message:?}"
     );
 
@@ -339,6 +339,45 @@ fn midge_sn_pub_and_sub_through_midge_gateway_in_front_of_mosquitto() -> Result<
         status.success(),
         "midge sn sub failed\n{}",
         sn_sub.output_so_far()
+    );
+    Ok(())
+}
+
+/// QoS 2 from an SN client through `midge gateway` to Mosquitto.
+///
+/// Known to fail intermittently (issue 8): the gateway core answers the SN
+/// PUBLISH with PUBREC at once, and on the client's DISCONNECT sends the
+/// MQTT DISCONNECT without waiting for its own QoS 2 exchange with the
+/// broker; Mosquitto, which hands a QoS 2 message on at PUBREL, then never
+/// gets the PUBREL and drops the message. Through midged (which delivers at
+/// PUBLISH) the same flow passes.
+#[test]
+fn midge_sn_qos2_publish_through_midge_gateway_reaches_mosquitto() -> Result<()> {
+    let Some(clients) = MosquittoClients::find()? else {
+        return Ok(());
+    };
+    let Some(broker) = Mosquitto::start()? else {
+        return Ok(());
+    };
+    let gateway = GatewayProcess::start(broker.port())?;
+    let port = gateway.port().to_string();
+    let sub = clients.subscribe(broker.port(), &["-t", "gw/q2", "-q", "2"])?;
+    Process::run(
+        "midge sn pub",
+        &mut midge(&[
+            "sn", "pub", "-t", "gw/q2", "-m", "q2-up", "-q", "2", "-p", &port,
+        ]),
+        WAIT,
+    )?;
+    let messages = sub.wait_messages(1, WAIT)?;
+    let message = messages.first().context("no message")?;
+    ensure!(
+        (
+            message.topic.as_str(),
+            message.payload.as_str(),
+            message.qos
+        ) == ("gw/q2", "q2-up", 2),
+        "{message:?}"
     );
     Ok(())
 }
