@@ -1,6 +1,13 @@
 //! The async MQTT-SN client against a fake gateway made of raw datagrams on
 //! loopback, the same suite on tokio and smol. Every test is bounded by
 //! [`LIMIT`]; retransmission tests use short T_retry in real time.
+// Test helpers outside `#[test]` functions: a failed step is a failed test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -112,7 +112,16 @@ fn mqttsn12_publishes_qos1_through_midged_to_mosquitto_sub() -> Result<()> {
             &python,
             "mqtt_sn_pub",
             sn_port,
-            &["-t", "interop/sn/q1", "-m", "from-mqttsn12", "-q", "1", "-i", "pysn-pub-q1"],
+            &[
+                "-t",
+                "interop/sn/q1",
+                "-m",
+                "from-mqttsn12",
+                "-q",
+                "1",
+                "-i",
+                "pysn-pub-q1",
+            ],
         ),
         WAIT,
     )?;
@@ -147,7 +156,9 @@ fn mqttsn12_publishes_qos_minus_one_on_a_predefined_id_without_connecting() -> R
     )?;
     let messages = sub.wait_messages(1, WAIT)?;
     ensure!(
-        messages.first().map(|m| (m.topic.as_str(), m.payload.as_str()))
+        messages
+            .first()
+            .map(|m| (m.topic.as_str(), m.payload.as_str()))
             == Some(("interop/sn/pre", "fire-and-forget")),
         "{messages:?}"
     );
@@ -178,19 +189,38 @@ fn mosquitto_pub_reaches_mqttsn12_subscribed_through_midged() -> Result<()> {
     for attempt in 0..40 {
         clients.publish(
             midged.port(),
-            &["-t", "interop/sn/down", "-q", "1", "-m", &format!("to-mqttsn12-{attempt}")],
+            &[
+                "-t",
+                "interop/sn/down",
+                "-q",
+                "1",
+                "-m",
+                &format!("to-mqttsn12-{attempt}"),
+            ],
         )?;
         if sub
             .stdout()
-            .wait_for(Duration::from_millis(500), |line| line.starts_with("to-mqttsn12-"))
+            .wait_for(Duration::from_millis(500), |line| {
+                line.starts_with("to-mqttsn12-")
+            })
             .is_ok()
         {
             received = true;
             break;
         }
     }
-    ensure!(received, "mqtt_sn_sub printed nothing\n{}", sub.output_so_far());
-    let status = sub.wait_timeout(WAIT).context("mqtt_sn_sub -1 did not exit")?;
-    ensure!(status.success(), "mqtt_sn_sub failed\n{}", sub.output_so_far());
+    ensure!(
+        received,
+        "mqtt_sn_sub printed nothing\n{}",
+        sub.output_so_far()
+    );
+    let status = sub
+        .wait_timeout(WAIT)
+        .context("mqtt_sn_sub -1 did not exit")?;
+    ensure!(
+        status.success(),
+        "mqtt_sn_sub failed\n{}",
+        sub.output_so_far()
+    );
     Ok(())
 }
