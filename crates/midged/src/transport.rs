@@ -198,7 +198,7 @@ mod tests {
         let got = listeners(&tls(true), Some(&ws)).unwrap();
         assert!(matches!(
             &got[1].kind,
-            ListenerKind::Wss { path, tls } if path == "/x" && tls.cert_chain == PathBuf::from("c.pem")
+            ListenerKind::Wss { path, tls } if path == "/x" && tls.cert_chain.as_path() == std::path::Path::new("c.pem")
         ));
         let err = listeners(&tls(false), Some(&ws)).unwrap_err();
         assert!(err.contains("secure_listeners"), "{err}");
