@@ -4,7 +4,7 @@
 
 pub use midge_client::{
     ClientConfig, ClientError, ClientStats, ConnectOptions, ConnectReturnCode, Delivery, LastWill,
-    Message, Messages, Protocol, QoS, Reconnect, SubscribeReturnCode,
+    Message, Messages, Protocol, QoS, Reconnect, SubscribeReturnCode, TlsOptions,
 };
 
 /// The async MQTT client on [`crate::SmolRuntime`].
