@@ -208,7 +208,7 @@ fn mqtt_3_1_2_5_offline_persistent_session_queues_qos1_and_qos2_only() {
     // Handed to the connection, they stay recorded until the session's
     // state replaces them: a crash now would find them again.
     assert_eq!(r.store().queued("p").len(), 2);
-    r.checkpoint(T0, ConnId(3), &ResumeState::default());
+    r.checkpoint(T0, ConnId(3), &ResumeState::default(), 0);
     assert!(r.store().queued("p").is_empty());
     assert_eq!(r.store().message_count(), 0);
 }

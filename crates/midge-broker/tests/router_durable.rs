@@ -310,7 +310,7 @@ fn a_message_for_many_offline_sessions_is_stored_once() {
     // Resuming and checkpointing one session drops only its references.
     let (_, resume, _) = connect(&mut r, 0, "s0", false);
     assert_eq!(resume.queued.len(), 2);
-    r.checkpoint(T0, ConnId(0), &ResumeState::default());
+    r.checkpoint(T0, ConnId(0), &ResumeState::default(), 0);
     r.commit().unwrap();
     assert_eq!(r.store().durable.message_count(), 2);
     assert_eq!(r.store().durable.queue_entry_count(), 8);
@@ -436,7 +436,7 @@ fn connected_session_state_survives_a_restart_after_a_checkpoint() {
     let mut out_buf = BytesMut::new();
     while session.poll_transmit(T0, &mut out_buf) > 0 {}
     while session.poll_event().is_some() {}
-    r.checkpoint(T0, ConnId(1), &session.resume_snapshot());
+    r.checkpoint(T0, ConnId(1), &session.resume_snapshot(), 1);
     r.commit().unwrap();
     // The checkpoint replaced the delivery record with the session's state.
     assert_eq!(r.store().durable.queue_entry_count(), 0);
@@ -465,4 +465,34 @@ fn connected_session_state_survives_a_restart_after_a_checkpoint() {
     while again.poll_transmit(T0, &mut out_buf) > 0 {}
     assert_eq!(&out_buf[..], &[0x70, 0x02, 0x00, 77]);
     assert!(!matches!(again.poll_event(), Some(Event::Publish { .. })));
+}
+
+#[test]
+fn a_checkpoint_keeps_the_records_of_deliveries_not_yet_applied() {
+    let config = RouterConfig {
+        record_online: true,
+        ..RouterConfig::default()
+    };
+    let mut r = router(config.clone());
+    connect(&mut r, 1, "p", false);
+    subscribe(&mut r, 1, "t", QoS::AtLeastOnce);
+    connect(&mut r, 2, "pub", true);
+    r.handle_publish(T0, ConnId(2), message("t", QoS::AtLeastOnce, "applied"));
+    r.handle_publish(T0, ConnId(2), message("t", QoS::AtLeastOnce, "on its way"));
+    assert_eq!(delivered(&drain(&mut r)).len(), 2);
+    // The snapshot was taken when only the first delivery had reached the
+    // session: it holds that one, and the second keeps its own record.
+    let mut sent = message("t", QoS::AtLeastOnce, "applied");
+    sent.qos_pid = QosPid::AtLeastOnce(pid(1));
+    let snapshot = ResumeState {
+        inflight: vec![InflightMessage::Publish(sent)],
+        ..ResumeState::default()
+    };
+    r.checkpoint(T0, ConnId(1), &snapshot, 1);
+    r.commit().unwrap();
+    assert_eq!(r.store().durable.queue_entry_count(), 1);
+    let mut crashed = restart(&r, config);
+    let (_, resume, _) = connect(&mut crashed, 3, "p", false);
+    assert_eq!(resume.inflight.len(), 1);
+    assert_eq!(bodies(&resume.queued), ["on its way"]);
 }

@@ -100,10 +100,12 @@
 //!    persistent sessions are recorded too; before each commit, call
 //!    [`Router::checkpoint`] with
 //!    [`ServerSession::resume_snapshot`](crate::ServerSession::resume_snapshot)
-//!    for each connected persistent session whose state changed since its
-//!    last checkpoint (a packet read or a delivery applied), so that inflight
-//!    packet ids, PUBREL state and inbound QoS 2 ids survive a crash and the
-//!    delivery records are replaced by that state;
+//!    and the number of [`Action::Deliver`]s applied to that session since
+//!    its accept, for each connected persistent session whose state changed
+//!    since its last checkpoint (a packet read or a delivery applied), so
+//!    that inflight packet ids, PUBREL state and inbound QoS 2 ids survive a
+//!    crash and the records of the deliveries the snapshot holds are
+//!    replaced by it;
 //! 4. call [`Router::commit`] within the configured bound (for example every
 //!    1–5 ms while [`Router::commit_ticket`] is `Some`), then release the
 //!    held acknowledgements whose tickets are committed; on an error keep
@@ -490,8 +492,12 @@ struct Session {
     /// The store's (seq, message) of the last queued messages.
     queue_refs: VecDeque<(u64, MessageId)>,
     /// Queue entries recorded for messages handed to the connection since
-    /// the session state was last recorded.
-    journal: Vec<u64>,
+    /// the session state was last recorded: (the number of `Deliver`
+    /// actions emitted for the connection up to and including this one, 0
+    /// for those handed over with the accept; seq).
+    journal: Vec<(u64, u64)>,
+    /// `Deliver` actions emitted for the current connection.
+    delivered: u64,
     /// The next queue seq.
     next_seq: u64,
     /// Queue entries newer than the in-memory ones, kept in the store
@@ -523,6 +529,7 @@ impl Session {
             offline_bytes: 0,
             queue_refs: VecDeque::new(),
             journal: Vec::new(),
+            delivered: 0,
             next_seq: 0,
             spilled: 0,
             spilled_bytes: 0,
@@ -1075,9 +1082,10 @@ impl<S: Store, A: Auth> Router<S, A> {
         // stay recorded until the session's state replaces them.
         let moved = core::mem::take(&mut session.queue_refs);
         let last_moved = moved.back().map(|(seq, _)| *seq);
+        session.delivered = 0;
         session
             .journal
-            .extend(moved.into_iter().map(|(seq, _)| seq));
+            .extend(moved.into_iter().map(|(seq, _)| (0, seq)));
         session.spilled_bytes = 0;
         if session_present && session.spilled > 0 {
             session.stream = Some(Stream {
@@ -1129,7 +1137,8 @@ impl<S: Store, A: Auth> Router<S, A> {
         };
         let mut handed = 0usize;
         for e in entries {
-            session.journal.push(e.seq);
+            session.delivered = session.delivered.saturating_add(1);
+            session.journal.push((session.delivered, e.seq));
             stream.after = Some(e.seq);
             session.spilled = session.spilled.saturating_sub(1);
             self.actions.push_back(Action::Deliver {
@@ -1394,9 +1403,10 @@ impl<S: Store, A: Auth> Router<S, A> {
             return;
         }
         if let Some(conn) = session.online() {
+            session.delivered = session.delivered.saturating_add(1);
             if self.config.record_online && !session.clean && publish.qos() != QoS::AtMostOnce {
                 let seq = session.take_seq();
-                session.journal.push(seq);
+                session.journal.push((session.delivered, seq));
                 let id = message_id(&mut self.next_message_id, &mut self.last_message, &publish);
                 self.stats
                     .record(self.store.push_queued(client_id, seq, id, &publish));
@@ -1813,8 +1823,18 @@ impl<S: Store, A: Auth> Router<S, A> {
         let record = SessionState::from_resume(state);
         self.stats
             .record(self.store.save_session_state(client_id, &record));
-        for seq in core::mem::take(&mut session.journal) {
-            self.stats.record(self.store.remove_queued(client_id, seq));
+        self.drop_journal(client_id, session, u64::MAX);
+    }
+
+    /// Drops the queue entries of the deliveries up to the `applied`-th.
+    fn drop_journal(&mut self, client_id: &str, session: &mut Session, applied: u64) {
+        let journal = core::mem::take(&mut session.journal);
+        for (index, seq) in journal {
+            if index <= applied {
+                self.stats.record(self.store.remove_queued(client_id, seq));
+            } else {
+                session.journal.push((index, seq));
+            }
         }
     }
 
@@ -1823,18 +1843,18 @@ impl<S: Store, A: Auth> Router<S, A> {
     /// Records the current state of a connected persistent session, so
     /// that a crash from now on resumes it with these inflight messages
     /// (same packet ids), unsent messages and inbound QoS 2 ids; the queue
-    /// entries of the messages it was handed so far are dropped, since
-    /// `state` holds them now.
+    /// entries of the messages it had been handed when `state` was taken
+    /// are dropped, since `state` holds them now.
     ///
-    /// `state` is [`ServerSession::resume_snapshot`](crate::ServerSession::resume_snapshot)
-    /// taken after every [`Action::Deliver`] this router emitted for `conn`
-    /// was applied (a delivery still on its way would be lost by a crash
-    /// before the next checkpoint). Call it for connections whose session
-    /// changed, before [`Router::commit`]; with
-    /// [`RouterConfig::record_online`] off it is needed only to make
-    /// inbound QoS 2 ids and inflight state survive a crash. Clean sessions
-    /// and unknown connections are ignored.
-    pub fn checkpoint(&mut self, _now: Instant, conn: ConnId, state: &ResumeState) {
+    /// `state` is [`ServerSession::resume_snapshot`](crate::ServerSession::resume_snapshot),
+    /// and `applied` the number of [`Action::Deliver`]s for `conn` that
+    /// had been applied to that session (since its [`Action::Accept`]) when
+    /// the snapshot was taken: deliveries still on their way keep their
+    /// records. Call it for connections whose session changed, before
+    /// [`Router::commit`]; with [`RouterConfig::record_online`] off it is
+    /// needed only to make inbound QoS 2 ids and inflight state survive a
+    /// crash. Clean sessions and unknown connections are ignored.
+    pub fn checkpoint(&mut self, _now: Instant, conn: ConnId, state: &ResumeState, applied: u64) {
         let Some(client_id) = self.conns.get(&conn).cloned() else {
             self.stats.unknown_connections += 1;
             return;
@@ -1843,7 +1863,10 @@ impl<S: Store, A: Auth> Router<S, A> {
             return;
         };
         if !session.clean && session.online() == Some(conn) {
-            self.record_closed(&client_id, &mut session, state);
+            let record = SessionState::from_resume(state);
+            self.stats
+                .record(self.store.save_session_state(&client_id, &record));
+            self.drop_journal(&client_id, &mut session, applied);
         }
         self.sessions.insert(client_id, session);
     }
