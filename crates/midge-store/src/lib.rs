@@ -336,6 +336,28 @@ impl DiskStore {
         (copied, lost)
     }
 
+    /// Opens the database in `path` as it is, without the checks of
+    /// [`DiskStore::open`] and without moving anything aside, and writes
+    /// [`DiskStore::dump`] of it to `w`: for `midge store dump`, which must
+    /// show a damaged store rather than repair it. The broker must not be
+    /// running on it ([`StoreError::Locked`]).
+    ///
+    /// # Errors
+    /// When the engine cannot open the database, or writing fails
+    /// ([`StoreError::Engine`] with the I/O error's text); unreadable
+    /// records are shown in the output and end in an error too.
+    pub fn dump_path(path: impl AsRef<Path>, w: &mut impl Write) -> Result<(), StoreError> {
+        let path = path.as_ref();
+        if !path.is_dir() {
+            return Err(StoreError::Engine(format!(
+                "no store at {}",
+                path.display()
+            )));
+        }
+        let store = Self::open_unchecked(path, StoreOptions::default())?;
+        store.dump(w).map_err(|e| StoreError::Engine(e.to_string()))
+    }
+
     /// Writes a human-readable view of everything stored, one record a
     /// line, for support.
     ///

@@ -195,3 +195,31 @@ fn a_store_in_use_is_refused_and_left_alone() {
         20
     );
 }
+
+#[test]
+fn dump_of_a_damaged_store_shows_it_and_moves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    fill(&path);
+    {
+        let db = fjall::Database::builder(&path).open().unwrap();
+        let states = db
+            .keyspace("states", fjall::KeyspaceCreateOptions::default)
+            .unwrap();
+        states.insert([0u8, 3, b'b', b'a', b'd'], [9u8]).unwrap();
+        db.persist(fjall::PersistMode::SyncAll).unwrap();
+    }
+    let mut out = Vec::new();
+    let err = DiskStore::dump_path(&path, &mut out).unwrap_err();
+    assert!(matches!(err, StoreError::Engine(_)), "{err:?}");
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.contains("unreadable record"), "{text}");
+    assert!(
+        text.contains("\"client-3\" #13 -> message 13 qos 1"),
+        "{text}"
+    );
+    let names: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+    assert_eq!(names.len(), 1, "dump moved something");
+    let missing = DiskStore::dump_path(dir.path().join("nothing"), &mut Vec::new());
+    assert!(missing.is_err());
+}
