@@ -15,6 +15,7 @@ mod tls_support;
 
 use async_tungstenite::tungstenite::client::IntoClientRequest;
 use async_tungstenite::tungstenite::http::HeaderValue;
+use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use async_tungstenite::tungstenite::Message;
 use async_tungstenite::WebSocketStream;
 use futures_lite::{AsyncRead, AsyncWrite, StreamExt};
@@ -187,6 +188,14 @@ pub async fn mqtt_6_0_0_1_text_frame_closes_the_connection<R: Runtime>(rt: R) {
         let server = Running::start(&rt, ws_kind()).await;
         let mut ws = connected(&rt, &server, "texter").await;
         send(&mut ws, Message::Text("hello".into())).await;
+        // A close frame saying "unsupported data", then the end.
+        let closing = within(&rt, 10, ws.next()).await.unwrap();
+        match closing {
+            Some(Ok(Message::Close(Some(frame)))) => {
+                assert_eq!(frame.code, CloseCode::Unsupported);
+            }
+            other => panic!("expected a close frame, got {other:?}"),
+        }
         assert!(ends(&rt, &mut ws).await);
         // Others are still served.
         drop(connected(&rt, &server, "next").await);

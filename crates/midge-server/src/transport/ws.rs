@@ -8,6 +8,8 @@ use std::task::{ready, Context, Poll};
 
 use async_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use async_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
+use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use async_tungstenite::tungstenite::protocol::CloseFrame;
 use async_tungstenite::tungstenite::{Error as WsError, Message};
 use async_tungstenite::WebSocketStream;
 use bytes::{Buf, Bytes};
@@ -104,6 +106,27 @@ fn into_io(error: WsError) -> io::Error {
     }
 }
 
+impl<S: AsyncRead + AsyncWrite + Unpin> WsStream<S> {
+    /// Queues a close frame with code 1003 (unsupported data) and pushes it
+    /// towards the socket without waiting.
+    fn send_close(&mut self, cx: &mut Context<'_>) {
+        let mut inner = Pin::new(&mut self.inner);
+        if let Poll::Ready(Ok(())) = inner.as_mut().poll_ready(cx) {
+            let frame = CloseFrame {
+                code: CloseCode::Unsupported,
+                reason: "MQTT needs binary frames".into(),
+            };
+            if inner
+                .as_mut()
+                .start_send(Message::Close(Some(frame)))
+                .is_ok()
+            {
+                let _ = inner.as_mut().poll_flush(cx);
+            }
+        }
+    }
+}
+
 impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WsStream<S> {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -127,8 +150,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WsStream<S> {
                 None | Some(Ok(Message::Close(_))) => this.ended = true,
                 Some(Ok(Message::Binary(data))) => this.pending = data,
                 Some(Ok(Message::Text(_))) => {
-                    // [MQTT-6.0.0-1]: only binary frames carry MQTT.
+                    // [MQTT-6.0.0-1]: only binary frames carry MQTT. Say
+                    // why in a close frame (best effort: it fits in the
+                    // socket's buffer unless the peer stopped reading),
+                    // then fail the read so the connection closes.
                     this.ended = true;
+                    this.send_close(cx);
                     return Poll::Ready(Err(io::Error::new(
                         io::ErrorKind::InvalidData,
                         "websocket text frame (MQTT needs binary frames)",
