@@ -1674,6 +1674,41 @@ fn sn_6_3_persistent_session_keeps_the_will_when_reconnecting_without_will_flag(
 }
 
 #[test]
+fn sn_6_6_qos2_pubrec_waits_for_the_brokers_pubcomp() {
+    // The gateway answers a QoS 2 PUBLISH only once its own QoS 2 exchange
+    // with the broker is complete, so a DISCONNECT right after the client's
+    // exchange can never overtake the gateway's PUBREL to the broker (a
+    // broker may hand the message on only at PUBREL).
+    let mut sim = Sim::new(Sim::config());
+    sim.connect(1, "dev1", true, 60);
+    let id = sim.register(1, "q/2", 1);
+    let mut buf = BytesMut::new();
+    Message::from(publish(
+        Topic::TopicId(TopicId(id)),
+        PublishQoS::ExactlyOnce,
+        5,
+        b"x",
+    ))
+    .encode(&mut buf)
+    .unwrap();
+    let now = sim.now;
+    sim.gw.handle_datagram(now, 1, &buf).unwrap();
+    let mut out = BytesMut::new();
+    assert!(
+        sim.gw.poll_transmit(now, &mut out).is_none(),
+        "PUBREC before the broker completed its exchange"
+    );
+    sim.run();
+    assert_eq!(sim.recv(1), vec![Message::PubRec(PubRec { msg_id: 5 })]);
+    sim.send(1, PubRel { msg_id: 5 });
+    assert_eq!(sim.recv(1), vec![Message::PubComp(PubComp { msg_id: 5 })]);
+    assert_eq!(
+        sim.observed_payloads(),
+        vec![("q/2".to_owned(), b"x".to_vec())]
+    );
+}
+
+#[test]
 fn sn_6_6_open_exchanges_beyond_the_limit_get_congestion() {
     let mut config = Sim::config();
     config.max_client_inflight = 1;

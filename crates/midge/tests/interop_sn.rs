@@ -343,14 +343,11 @@ fn midge_sn_pub_and_sub_through_midge_gateway_in_front_of_mosquitto() -> Result<
     Ok(())
 }
 
-/// QoS 2 from an SN client through `midge gateway` to Mosquitto.
-///
-/// Known to fail intermittently (issue 8): the gateway core answers the SN
-/// PUBLISH with PUBREC at once, and on the client's DISCONNECT sends the
-/// MQTT DISCONNECT without waiting for its own QoS 2 exchange with the
-/// broker; Mosquitto, which hands a QoS 2 message on at PUBREL, then never
-/// gets the PUBREL and drops the message. Through midged (which delivers at
-/// PUBLISH) the same flow passes.
+/// QoS 2 from an SN client through `midge gateway` to Mosquitto, which
+/// hands a QoS 2 message on only at PUBREL: the gateway must have finished
+/// its own exchange with the broker before the client's DISCONNECT reaches
+/// it (it failed about every other run before the gateway core delayed its
+/// PUBREC to the broker's PUBCOMP).
 #[test]
 fn midge_sn_qos2_publish_through_midge_gateway_reaches_mosquitto() -> Result<()> {
     let Some(clients) = MosquittoClients::find()? else {

@@ -208,7 +208,23 @@ impl<A: Clone + Ord> Gateway<A> {
                 let Some(c) = self.clients.get_mut(&slot) else {
                     return;
                 };
-                if let Some((msg_id, topic)) = c.qos1.remove(&id) {
+                if let Some((msg_id, topic)) = c.qos2.remove(&id) {
+                    if delivered {
+                        self.answer(slot, PubRec { msg_id }.into());
+                    } else {
+                        // Not handed over: a retransmission is forwarded anew.
+                        c.qos2_in.remove(&msg_id);
+                        self.answer(
+                            slot,
+                            PubAck {
+                                topic_id: TopicId(u16::from_be_bytes(topic.to_bytes())),
+                                msg_id,
+                                return_code: ReturnCode::Congestion,
+                            }
+                            .into(),
+                        );
+                    }
+                } else if let Some((msg_id, topic)) = c.qos1.remove(&id) {
                     let code = if delivered {
                         ReturnCode::Accepted
                     } else {

@@ -44,8 +44,10 @@
 //! # Behaviour worth knowing
 //!
 //! - A client's QoS 1 PUBLISH gets PUBACK when the broker acknowledged it; a
-//!   QoS 2 PUBLISH gets PUBREC at once (the gateway owns it then, forwards it
-//!   once, and recognises a duplicate by MsgId until PUBREL).
+//!   QoS 2 PUBLISH gets PUBREC when the broker completed the gateway's own
+//!   QoS 2 exchange (PUBCOMP), so nothing the client sends next (DISCONNECT
+//!   above all) can overtake the gateway's PUBREL; the gateway forwards it
+//!   once, and recognises a duplicate by MsgId until PUBREL.
 //! - Toward a client, one exchange needing an answer (REGISTER, PUBLISH QoS
 //!   1/2, PUBREL, a will prompt) is open at a time, retransmitted every
 //!   T_retry with DUP set; QoS 0 messages go back to back. Messages waiting
@@ -328,6 +330,9 @@ struct SnClient<A> {
     subs: BTreeMap<RequestId, SubRequest>,
     unsubs: BTreeMap<RequestId, u16>,
     qos1: BTreeMap<DeliveryId, (u16, Topic)>,
+    /// QoS 2 PUBLISHes forwarded to the broker whose MQTT exchange has not
+    /// completed yet: their PUBREC waits for it.
+    qos2: BTreeMap<DeliveryId, (u16, Topic)>,
     qos2_in: BTreeSet<u16>,
 }
 
@@ -809,6 +814,7 @@ impl<A: Clone + Ord> Gateway<A> {
                     subs: BTreeMap::new(),
                     unsubs: BTreeMap::new(),
                     qos1: BTreeMap::new(),
+                    qos2: BTreeMap::new(),
                     qos2_in: BTreeSet::new(),
                 },
             );
@@ -967,6 +973,7 @@ impl<A: Clone + Ord> Gateway<A> {
         c.subs.clear();
         c.unsubs.clear();
         c.qos1.clear();
+        c.qos2.clear();
         c.state = ClientState::Connecting;
         c.connect_deadline = Some(now.saturating_add(self.config.broker_connect_timeout));
         self.by_conn.insert(key, Owner::Client(slot));
@@ -1329,21 +1336,34 @@ impl<A: Clone + Ord> Gateway<A> {
                 }
             }
             PublishQoS::ExactlyOnce => {
-                if !c.qos2_in.contains(&p.msg_id) {
+                if c.qos2.values().any(|(m, _)| *m == p.msg_id) {
+                    return; // a retransmission; PUBREC follows the broker's PUBCOMP
+                }
+                if c.qos2_in.contains(&p.msg_id) {
+                    // A duplicate of a message already handed over: PUBREC
+                    // again, not forwarded twice.
+                    self.answer(slot, PubRec { msg_id: p.msg_id }.into());
+                } else {
                     if inflight >= self.config.max_client_inflight {
                         self.answer(slot, reject(ReturnCode::Congestion).into());
                         return;
                     }
-                    if let Err(e) = mqtt.publish(now, &name, p.data, MqttQoS::ExactlyOnce, p.retain)
-                    {
-                        self.answer(slot, reject(codes::usage_error(&e)).into());
-                        return;
+                    match mqtt.publish(now, &name, p.data, MqttQoS::ExactlyOnce, p.retain) {
+                        Ok(id) => {
+                            c.qos2.insert(id, (p.msg_id, p.topic));
+                            c.qos2_in.insert(p.msg_id);
+                        }
+                        Err(e) => {
+                            self.answer(slot, reject(codes::usage_error(&e)).into());
+                            return;
+                        }
                     }
-                    c.qos2_in.insert(p.msg_id);
+                    // PUBREC once the broker has completed its own QoS 2
+                    // exchange (PUBCOMP): the message is then the broker's,
+                    // and a DISCONNECT that follows cannot overtake the
+                    // gateway's PUBREL (a broker such as Mosquitto hands a
+                    // QoS 2 message on only at PUBREL).
                 }
-                // The gateway owns the message now: PUBREC at once, and again
-                // for a duplicate, which is not forwarded twice.
-                self.answer(slot, PubRec { msg_id: p.msg_id }.into());
             }
             PublishQoS::MinusOne => {}
         }
