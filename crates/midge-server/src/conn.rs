@@ -25,8 +25,18 @@ use crate::stats::{LocalCounts, Shared};
 use crate::transport::{Acceptor, ServerStream};
 use crate::ServerOptions;
 
-/// Bytes read from a socket at once.
+/// Most bytes read from a socket at once.
 const READ_CHUNK: usize = 16 * 1024;
+/// The read buffer of a new or quiet connection. Reads that fill the
+/// buffer double it (up to [`READ_CHUNK`]); a run of [`SHRINK_AFTER`] reads
+/// that use less than an eighth of it shrinks it back, so an idle
+/// connection holds half a KiB instead of [`READ_CHUNK`].
+const READ_MIN: usize = 512;
+/// Write-buffer capacity kept once the buffer has drained; a larger one
+/// (after a burst) is freed.
+const WRITE_KEEP: usize = 64 * 1024;
+/// Consecutive small reads before the read buffer shrinks.
+const SHRINK_AFTER: u32 = 64;
 /// Held deliveries, in multiples of the session's queue limit in messages
 /// (bytes are held up to the session's byte limit): what may be in the
 /// channels between a publisher and this connection when its pause takes
@@ -36,6 +46,22 @@ const HOLD_FACTOR: usize = 4;
 const MAILBOX_BATCH: usize = 128;
 
 type Timer = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// The read buffer's next length and small-read count, after a read of `n`
+/// bytes into a buffer of `len` with `small_reads` small reads before it.
+fn next_read_len(len: usize, n: usize, small_reads: u32) -> (usize, u32) {
+    if n == len && len < READ_CHUNK {
+        ((len * 2).min(READ_CHUNK), 0)
+    } else if len > READ_MIN && n < len / 8 {
+        if small_reads + 1 >= SHRINK_AFTER {
+            (READ_MIN, 0)
+        } else {
+            (len, small_reads + 1)
+        }
+    } else {
+        (len, 0)
+    }
+}
 
 /// `percent` (at most 100) of the session's queue limit in messages.
 pub(crate) fn water_mark(config: &midge_broker::ServerConfig, percent: u8) -> usize {
@@ -215,6 +241,8 @@ pub(crate) struct Conn<R: Runtime> {
     mailbox_tx: Sender<ToConn>,
     mailbox: Pin<Box<Receiver<ToConn>>>,
     read_buf: Box<[u8]>,
+    /// Consecutive reads that used less than an eighth of `read_buf`.
+    small_reads: u32,
     write_buf: BytesMut,
     max_write: usize,
     close_timeout: Duration,
@@ -282,7 +310,8 @@ impl<R: Runtime> Conn<R> {
             shutdown,
             mailbox_tx,
             mailbox,
-            read_buf: vec![0; READ_CHUNK].into_boxed_slice(),
+            read_buf: vec![0; READ_MIN].into_boxed_slice(),
+            small_reads: 0,
             write_buf: BytesMut::new(),
             max_write: options.max_write_buffer.max(1),
             close_timeout: options.close_timeout,
@@ -514,6 +543,7 @@ impl<R: Runtime> Conn<R> {
                             tracing::debug!(conn = self.id.0, peer = %self.peer, %error, "protocol error");
                         }
                     }
+                    self.resize_read_buf(n);
                     progress = true;
                 }
                 Poll::Ready(Err(error)) => {
@@ -551,6 +581,10 @@ impl<R: Runtime> Conn<R> {
                 }
                 Poll::Ready(Ok(n)) => {
                     self.write_buf.advance(n.min(self.write_buf.len()));
+                    if self.write_buf.is_empty() && self.write_buf.capacity() > WRITE_KEEP {
+                        // A burst is over: give its buffer back.
+                        self.write_buf = BytesMut::new();
+                    }
                     self.counts.bytes_sent += n as u64;
                     self.unflushed = true;
                     progress = true;
@@ -573,6 +607,16 @@ impl<R: Runtime> Conn<R> {
             }
         }
         progress
+    }
+
+    /// Grows the read buffer after a read that filled it and shrinks it
+    /// after a run of small reads (see [`READ_MIN`]).
+    fn resize_read_buf(&mut self, n: usize) {
+        let (len, small_reads) = next_read_len(self.read_buf.len(), n, self.small_reads);
+        if len != self.read_buf.len() {
+            self.read_buf = vec![0; len].into_boxed_slice();
+        }
+        self.small_reads = small_reads;
     }
 
     fn transport_closed(&mut self, now: Instant, error: Option<std::io::Error>) {
@@ -824,5 +868,32 @@ impl<R: Runtime> Conn<R> {
                 tracing::debug!(conn = self.id.0, peer = %self.peer, ?reason, "socket closed");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_buffer_grows_when_filled_and_shrinks_when_quiet() {
+        let (mut len, mut small) = (READ_MIN, 0);
+        // Full reads double it up to the cap.
+        for _ in 0..10 {
+            (len, small) = next_read_len(len, len, small);
+        }
+        assert_eq!(len, READ_CHUNK);
+        // A half-full read keeps it and resets the count.
+        (len, small) = next_read_len(len, len / 2, 5);
+        assert_eq!((len, small), (READ_CHUNK, 0));
+        // A run of small reads shrinks it, not one read sooner.
+        for _ in 0..SHRINK_AFTER - 1 {
+            (len, small) = next_read_len(len, 10, small);
+        }
+        assert_eq!(len, READ_CHUNK);
+        (len, small) = next_read_len(len, 10, small);
+        assert_eq!((len, small), (READ_MIN, 0));
+        // At the minimum, small reads change nothing.
+        assert_eq!(next_read_len(READ_MIN, 1, 0), (READ_MIN, 0));
     }
 }
