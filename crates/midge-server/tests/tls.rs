@@ -15,7 +15,7 @@ mod tls_support;
 use std::sync::Arc;
 
 use futures_lite::AsyncWriteExt;
-use futures_rustls::rustls::ClientConfig;
+use futures_rustls::rustls::{self, ClientConfig};
 use futures_rustls::TlsConnector;
 use midge_runtime::Runtime;
 use midge_server::{ListenerKind, TlsOptions};
@@ -294,6 +294,46 @@ pub async fn tls_garbage_handshake_is_closed_and_others_are_served<R: Runtime>(r
     .await;
 }
 
+pub async fn tls_1_2_and_1_3_are_both_served<R: Runtime>(rt: R) {
+    bounded(&rt, async {
+        let pki = Pki::new();
+        let server = Running::start(&rt, ListenerKind::Tls(tls_kind(&pki))).await;
+        for version in [&rustls::version::TLS12, &rustls::version::TLS13] {
+            let config = ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_protocol_versions(&[version])
+            .unwrap()
+            .with_root_certificates(Arc::clone(&trusted_roots(&pki)))
+            .with_no_client_auth();
+            let tcp = rt.connect_tcp(server.addr).await.unwrap();
+            let mut tls = TlsConnector::from(Arc::new(config))
+                .connect(localhost(), tcp)
+                .await
+                .unwrap();
+            assert_eq!(
+                tls.get_ref().1.protocol_version(),
+                Some(version.version),
+                "{version:?}"
+            );
+            assert_eq!(mqtt::handshake_mqtt(&mut tls, "v", None).await.unwrap(), 0);
+        }
+        server.stop().await;
+    })
+    .await;
+}
+
+fn trusted_roots(pki: &Pki) -> Arc<rustls::RootCertStore> {
+    use futures_rustls::rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in futures_rustls::rustls::pki_types::CertificateDer::pem_file_iter(pki.path("ca.pem"))
+        .unwrap()
+    {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    Arc::new(roots)
+}
+
 pub async fn tls_bad_files_fail_bind<R: Runtime>(rt: R) {
     let pki = Pki::new();
     let missing = TlsOptions::new(pki.path("nope.pem"), pki.path("server.key"));
@@ -355,4 +395,5 @@ on_both!(
     tls_reload_keeps_connections_and_serves_the_new_certificate,
     tls_garbage_handshake_is_closed_and_others_are_served,
     tls_bad_files_fail_bind,
+    tls_1_2_and_1_3_are_both_served,
 );
