@@ -225,6 +225,33 @@ fn mqttsn12_publishes_through_midge_gateway_to_mosquitto() -> Result<()> {
     ensure!(message.topic == "gw/up/q1", "{message:?}");
     ensure!(message.payload == "via-midge-gateway", "{message:?}");
     ensure!(message.qos == 1, "{message:?}");
+    // QoS 2 as well: Mosquitto hands it on only once the gateway's PUBREL
+    // reached it.
+    Process::run(
+        "mqtt_sn_pub",
+        &mut mqttsn12_tool(
+            &python,
+            "mqtt_sn_pub",
+            gateway.port(),
+            &[
+                "-t",
+                "gw/up/q2",
+                "-m",
+                "q2-via-gateway",
+                "-q",
+                "2",
+                "-i",
+                "pysn-gw-pub2",
+            ],
+        ),
+        WAIT,
+    )?;
+    let messages = sub.wait_messages(2, WAIT)?;
+    let message = messages.get(1).context("no second message")?;
+    ensure!(
+        (message.topic.as_str(), message.payload.as_str()) == ("gw/up/q2", "q2-via-gateway"),
+        "{message:?}"
+    );
     drop(gateway.process);
     Ok(())
 }
