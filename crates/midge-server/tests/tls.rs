@@ -324,11 +324,9 @@ pub async fn tls_1_2_and_1_3_are_both_served<R: Runtime>(rt: R) {
 }
 
 fn trusted_roots(pki: &Pki) -> Arc<rustls::RootCertStore> {
-    use futures_rustls::rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
-    for cert in futures_rustls::rustls::pki_types::CertificateDer::pem_file_iter(pki.path("ca.pem"))
-        .unwrap()
-    {
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(pki.path("ca.pem")).unwrap() {
         roots.add(cert.unwrap()).unwrap();
     }
     Arc::new(roots)
