@@ -121,6 +121,17 @@ impl Auth for FileAuth {
         self.check_connect(username, password)
     }
 
+    /// A verified client certificate names the user: no password is
+    /// checked, as Mosquitto's `use_identity_as_username` does; the ACL
+    /// still applies to that name.
+    fn connect_certified(
+        &mut self,
+        _client_id: &str,
+        _username: &str,
+    ) -> Result<(), ConnectReturnCode> {
+        Ok(())
+    }
+
     fn may_publish(&self, client_id: &str, username: Option<&str>, topic: &str) -> bool {
         self.check_publish(client_id, username, topic)
     }

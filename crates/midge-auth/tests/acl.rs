@@ -308,3 +308,23 @@ mod props {
         }
     }
 }
+
+#[test]
+fn certificate_named_user_skips_the_password_but_not_the_acl() {
+    let passwords = PasswordFile::parse("").unwrap();
+    let acl = AclFile::parse("user alice\ntopic readwrite alice/#\n").unwrap();
+    let mut auth = FileAuth {
+        passwords: Some(passwords),
+        acl: Some(acl),
+        allow_anonymous: false,
+    };
+    // Not in the password file, no password: refused through CONNECT...
+    assert_eq!(
+        auth.connect("c1", Some("alice"), None),
+        Err(ConnectReturnCode::BadUsernameOrPassword)
+    );
+    // ...accepted when a verified certificate names the user.
+    assert_eq!(auth.connect_certified("c1", "alice"), Ok(()));
+    assert!(auth.may_publish("c1", Some("alice"), "alice/x"));
+    assert!(!auth.may_publish("c1", Some("alice"), "bob/x"));
+}

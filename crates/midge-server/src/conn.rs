@@ -441,7 +441,10 @@ impl<R: Runtime> Conn<R> {
         };
         if let Some(name) = &self.cert_username {
             match MqttString::new(name) {
-                Ok(name) => request.username = Some(name),
+                Ok(name) => {
+                    request.username = Some(name);
+                    request.username_from_certificate = true;
+                }
                 // A CN no MQTT string can hold: no user name at all, rather
                 // than the one the client chose.
                 Err(_) => request.username = None,

@@ -22,6 +22,24 @@ pub trait Auth {
         password: Option<&[u8]>,
     ) -> Result<(), ConnectReturnCode>;
 
+    /// Decides a CONNECT whose user name comes from a client certificate
+    /// the transport has verified (see
+    /// [`ConnectRequest::username_from_certificate`](crate::ConnectRequest::username_from_certificate)):
+    /// the certificate is the credential, so no password is involved. The
+    /// default asks [`Auth::connect`] with that name and no password, which
+    /// accepts nothing an implementation with passwords would not; an
+    /// implementation that trusts its certificate authority overrides it.
+    ///
+    /// # Errors
+    /// As [`Auth::connect`].
+    fn connect_certified(
+        &mut self,
+        client_id: &str,
+        username: &str,
+    ) -> Result<(), ConnectReturnCode> {
+        self.connect(client_id, Some(username), None)
+    }
+
     /// Whether the client may publish to `topic`. A denied message has been
     /// acknowledged by the session as usual (MQTT 3.1.1 has no way to say
     /// no); the router drops it and counts it in

@@ -350,6 +350,11 @@ pub struct ConnectRequest {
     pub username: Option<MqttString>,
     /// The password, if any.
     pub password: Option<Bytes>,
+    /// Whether `username` was set by the adapter from a verified client
+    /// certificate (a TLS listener using the certificate's name as the
+    /// user name) rather than taken from CONNECT: the router then asks
+    /// [`Auth::connect_certified`] instead of [`Auth::connect`].
+    pub username_from_certificate: bool,
 }
 
 impl ConnectRequest {
@@ -362,6 +367,7 @@ impl ConnectRequest {
             will: None,
             username: None,
             password: None,
+            username_from_certificate: false,
         }
     }
 
@@ -383,6 +389,7 @@ impl ConnectRequest {
                 will: will.clone(),
                 username: username.clone(),
                 password: password.clone(),
+                username_from_certificate: false,
             }),
             _ => None,
         }
@@ -1005,11 +1012,14 @@ impl<S: Store, A: Auth> Router<S, A> {
             });
             return;
         }
-        let verdict = self.auth.connect(
-            &client_id,
-            request.username.as_ref().map(MqttString::as_str),
-            request.password.as_deref(),
-        );
+        let verdict = match (&request.username, request.username_from_certificate) {
+            (Some(name), true) => self.auth.connect_certified(&client_id, name.as_str()),
+            (username, _) => self.auth.connect(
+                &client_id,
+                username.as_ref().map(MqttString::as_str),
+                request.password.as_deref(),
+            ),
+        };
         if let Err(code) = verdict {
             self.stats.denied_connections += 1;
             let code = if code == ConnectReturnCode::Accepted {
