@@ -184,6 +184,7 @@ impl<A: Clone + Ord> Gateway<A> {
     }
 
     pub(super) fn on_mqtt_event(&mut self, now: Instant, slot: u64, event: Event) {
+        self.touched.insert(slot);
         match event {
             Event::Connected { .. } => {
                 if self
@@ -312,7 +313,7 @@ impl<A: Clone + Ord> Gateway<A> {
                 let peer = c.peer.clone();
                 if notify {
                     // spec 6.12: the gateway may end a connection itself.
-                    self.transmit(OutTo::Peer(peer), Disconnect { duration: None }.into());
+                    self.send_to_peer(peer, Disconnect { duration: None }.into());
                 }
                 self.end_session(
                     now,

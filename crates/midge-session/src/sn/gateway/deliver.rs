@@ -39,6 +39,7 @@ impl<A: Clone + Ord> Gateway<A> {
     /// a time (QoS 0 messages back to back). An awake client with nothing
     /// left gets PINGRESP and is asleep again (spec 6.14).
     pub(super) fn pump(&mut self, now: Instant, slot: u64) {
+        self.touched.insert(slot);
         for _ in 0..=self.config.max_buffered {
             let Some(c) = self.clients.get_mut(&slot) else {
                 return;
@@ -53,7 +54,7 @@ impl<A: Clone + Ord> Gateway<A> {
                     c.last_heard = now;
                     let peer = c.peer.clone();
                     let (client_id, duration) = (c.client_id.clone(), c.sleep);
-                    self.transmit(OutTo::Peer(peer), PingResp.into());
+                    self.send_to_peer(peer, PingResp.into());
                     self.event(GatewayEvent::ClientAsleep {
                         client_id,
                         duration,
@@ -137,7 +138,7 @@ impl<A: Clone + Ord> Gateway<A> {
             match d.qos {
                 SnQoS::AtMostOnce => {
                     let peer = c.peer.clone();
-                    self.transmit(OutTo::Peer(peer), publish.into());
+                    self.send_to_peer(peer, publish.into());
                 }
                 SnQoS::AtLeastOnce => {
                     c.inflight_delivery = Some(d);
@@ -313,7 +314,7 @@ impl<A: Clone + Ord> Gateway<A> {
             retries: 0,
         });
         let peer = c.peer.clone();
-        self.transmit(OutTo::Peer(peer), message);
+        self.send_to_peer(peer, message);
     }
 
     /// Resends the open exchange of a client if its timer ran out, or gives
@@ -364,6 +365,6 @@ impl<A: Clone + Ord> Gateway<A> {
         let message = i.message.clone();
         let peer = c.peer.clone();
         self.stats.retransmissions += 1;
-        self.transmit(OutTo::Peer(peer), message);
+        self.send_to_peer(peer, message);
     }
 }

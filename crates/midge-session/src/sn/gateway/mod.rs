@@ -19,8 +19,8 @@
 //!
 //! What it deliberately does not do: sockets, timers, threads; it does not
 //! aggregate clients onto one broker connection (an aggregating gateway,
-//! spec 4.2), persist registries, or act on SEARCHGW/GWINFO from other
-//! gateways (stand-by mode). Messages from the broker are acknowledged to it
+//! spec 4.2), write anything to disk (it hands out what to keep, below), or
+//! act on SEARCHGW/GWINFO from other gateways (stand-by mode). Messages from the broker are acknowledged to it
 //! when they reach the gateway, not when the SN client acknowledges them.
 //!
 //! # Calling contract
@@ -32,6 +32,23 @@
 //! [`Gateway::poll_broker`] until `None` (open, write to, close broker
 //! connections), [`Gateway::poll_transmit`] until `None` (send datagrams),
 //! [`Gateway::poll_event`] until `None`, then [`Gateway::poll_timeout`].
+//! A caller that keeps state across restarts also drains
+//! [`Gateway::poll_persist`] until `None` and writes what it gives.
+//!
+//! # Surviving a restart
+//!
+//! [`Gateway::poll_persist`] hands out [`PersistOp`]s: one [`ClientRecord`]
+//! per client worth keeping (a persistent session, or a sleeping client),
+//! written again only when it changed, deleted when nothing of the client
+//! is worth keeping any more. A record holds the client's topic registry,
+//! its will, and, while it sleeps, its sleep duration and buffered
+//! messages. [`Gateway::restore`] builds a gateway from the records:
+//! sleeping clients are asleep again (their broker connections are asked
+//! for at once), others are remembered as disconnected until they CONNECT
+//! again. Pre-defined topic ids come from [`GatewayConfig`] and survive by
+//! being configured again. Not kept: client addresses, exchanges in flight
+//! in either direction (a delivery in flight to a client goes back to the
+//! front of its buffer), the QoS −1 connection.
 //!
 //! The broker side is abstract: on [`BrokerOp::Open`] the caller opens a
 //! connection (TCP to any broker, or an in-memory pipe into a broker core)
@@ -69,7 +86,8 @@
 //!
 //! Key types: [`Gateway`], [`GatewayConfig`], [`Peer`], [`Transmit`] and
 //! [`Destination`], [`BrokerOp`] and [`ConnKey`], [`GatewayEvent`],
-//! [`ClientState`], and the errors [`PeerError`] and [`ConfigError`].
+//! [`ClientState`], [`ClientRecord`] and [`PersistOp`], and the errors
+//! [`PeerError`] and [`ConfigError`].
 //!
 //! # Example
 //!
@@ -118,6 +136,7 @@ mod config;
 mod deliver;
 mod error;
 mod event;
+mod persist;
 mod registry;
 mod rng;
 
@@ -144,6 +163,7 @@ use crate::{
 pub use config::GatewayConfig;
 pub use error::{ConfigError, PeerError};
 pub use event::{DisconnectCause, DropReason, GatewayEvent};
+pub use persist::{BufferedMessage, ClientRecord, PersistOp, TopicRecord, WillRecord};
 
 use registry::{Lookup, Registry};
 use rng::SplitMix64;
@@ -308,7 +328,8 @@ struct SubRequest {
 #[derive(Debug)]
 struct SnClient<A> {
     client_id: String,
-    peer: Peer<A>,
+    /// `None` for a client restored from a snapshot until it is heard from.
+    peer: Option<Peer<A>>,
     state: ClientState,
     clean_session: bool,
     keep_alive: u16,
@@ -406,6 +427,13 @@ pub struct Gateway<A> {
     /// See [`Gateway::set_broker_available`].
     available: bool,
     stats: GatewayStats,
+    /// Clients whose persistent state may have changed since the last
+    /// [`Gateway::poll_persist`].
+    touched: BTreeSet<u64>,
+    /// A fingerprint of the record last handed out per client id.
+    persisted: BTreeMap<String, u64>,
+    /// Client ids removed from the table whose record must be deleted.
+    gone: BTreeSet<String>,
 }
 
 /// Most rounds of draining one MQTT machine after an input; each round
@@ -446,6 +474,9 @@ impl<A: Clone + Ord> Gateway<A> {
             next_advertise,
             available: true,
             stats: GatewayStats::default(),
+            touched: BTreeSet::new(),
+            persisted: BTreeMap::new(),
+            gone: BTreeSet::new(),
         })
     }
 
@@ -587,7 +618,7 @@ impl<A: Clone + Ord> Gateway<A> {
             | Message::Encapsulated(_) => Err(PeerError::Unexpected(msg_type)),
             other => {
                 let Some(&slot) = self.by_peer.get(&peer) else {
-                    self.transmit(OutTo::Peer(peer), Disconnect { duration: None }.into());
+                    self.send_to_peer(peer, Disconnect { duration: None }.into());
                     return Err(PeerError::NotConnected(msg_type));
                 };
                 self.on_session_message(now, slot, other)
@@ -603,6 +634,7 @@ impl<A: Clone + Ord> Gateway<A> {
         message: Message,
     ) -> Result<(), PeerError> {
         let msg_type = message.msg_type();
+        self.touched.insert(slot);
         let Some(c) = self.clients.get_mut(&slot) else {
             return Err(PeerError::NotConnected(msg_type));
         };
@@ -646,7 +678,7 @@ impl<A: Clone + Ord> Gateway<A> {
             | (ClientState::Lost | ClientState::Disconnected, _) => {
                 if matches!(state, ClientState::Lost | ClientState::Disconnected) {
                     let peer = c.peer.clone();
-                    self.transmit(OutTo::Peer(peer), Disconnect { duration: None }.into());
+                    self.send_to_peer(peer, Disconnect { duration: None }.into());
                     return Err(PeerError::NotConnected(msg_type));
                 }
                 Err(PeerError::Unexpected(msg_type))
@@ -676,7 +708,7 @@ impl<A: Clone + Ord> Gateway<A> {
                     self.wake(now, slot);
                 } else if let Some(c) = self.clients.get(&slot) {
                     let peer = c.peer.clone();
-                    self.transmit(OutTo::Peer(peer), PingResp.into());
+                    self.send_to_peer(peer, PingResp.into());
                 }
                 Ok(())
             }
@@ -698,7 +730,7 @@ impl<A: Clone + Ord> Gateway<A> {
                     c.qos2_in.remove(&r.msg_id);
                     let peer = c.peer.clone();
                     // Answered even for an unknown id: the PUBCOMP was lost.
-                    self.transmit(OutTo::Peer(peer), PubComp { msg_id: r.msg_id }.into());
+                    self.send_to_peer(peer, PubComp { msg_id: r.msg_id }.into());
                 }
                 Ok(())
             }
@@ -755,8 +787,8 @@ impl<A: Clone + Ord> Gateway<A> {
     fn on_connect(&mut self, now: Instant, peer: Peer<A>, c: Connect) -> Result<(), PeerError> {
         let id = c.client_id.as_str();
         if id.is_empty() || id.len() > self.config.max_client_id_len {
-            self.transmit(
-                OutTo::Peer(peer),
+            self.send_to_peer(
+                peer,
                 ConnAck {
                     return_code: ReturnCode::NotSupported,
                 }
@@ -767,7 +799,9 @@ impl<A: Clone + Ord> Gateway<A> {
         let slot = if let Some(&slot) = self.by_id.get(id) {
             if let Some(existing) = self.clients.get(&slot) {
                 // A retransmitted CONNECT while the broker is being asked.
-                if existing.state == ClientState::Connecting && existing.peer == peer {
+                if existing.state == ClientState::Connecting
+                    && existing.peer.as_ref() == Some(&peer)
+                {
                     return Ok(());
                 }
             }
@@ -779,8 +813,8 @@ impl<A: Clone + Ord> Gateway<A> {
                 .filter(|c| matches!(c.state, ClientState::Prompting | ClientState::Connecting))
                 .count();
             if pending >= self.config.max_pending_connects || !self.make_room(now) {
-                self.transmit(
-                    OutTo::Peer(peer),
+                self.send_to_peer(
+                    peer,
                     ConnAck {
                         return_code: ReturnCode::Congestion,
                     }
@@ -794,7 +828,7 @@ impl<A: Clone + Ord> Gateway<A> {
                 slot,
                 SnClient {
                     client_id: String::from(id),
-                    peer: peer.clone(),
+                    peer: None,
                     state: ClientState::Disconnected,
                     clean_session: true,
                     keep_alive: 0,
@@ -822,6 +856,7 @@ impl<A: Clone + Ord> Gateway<A> {
             slot
         };
         self.rebind(slot, peer);
+        self.touched.insert(slot);
         let Some(client) = self.clients.get_mut(&slot) else {
             return Ok(());
         };
@@ -917,8 +952,13 @@ impl<A: Clone + Ord> Gateway<A> {
         self.close_link(now, Owner::Client(slot), false);
         if let Some(c) = self.clients.remove(&slot) {
             self.by_id.remove(&c.client_id);
-            if self.by_peer.get(&c.peer) == Some(&slot) {
-                self.by_peer.remove(&c.peer);
+            if let Some(peer) = c.peer.as_ref() {
+                if self.by_peer.get(peer) == Some(&slot) {
+                    self.by_peer.remove(peer);
+                }
+            }
+            if self.persisted.contains_key(&c.client_id) {
+                self.gone.insert(c.client_id);
             }
         }
     }
@@ -927,10 +967,12 @@ impl<A: Clone + Ord> Gateway<A> {
         let Some(c) = self.clients.get_mut(&slot) else {
             return;
         };
-        if self.by_peer.get(&c.peer) == Some(&slot) {
-            self.by_peer.remove(&c.peer);
+        if let Some(old) = c.peer.as_ref() {
+            if self.by_peer.get(old) == Some(&slot) {
+                self.by_peer.remove(old);
+            }
         }
-        c.peer = peer.clone();
+        c.peer = Some(peer.clone());
         self.by_peer.insert(peer, slot);
     }
 
@@ -945,8 +987,23 @@ impl<A: Clone + Ord> Gateway<A> {
             return;
         }
         self.close_link(now, Owner::Client(slot), true);
+        if !self.new_link(slot) {
+            self.refuse_connect(slot, ReturnCode::NotSupported);
+            return;
+        }
         let Some(c) = self.clients.get_mut(&slot) else {
             return;
+        };
+        c.state = ClientState::Connecting;
+        c.connect_deadline = Some(now.saturating_add(self.config.broker_connect_timeout));
+    }
+
+    /// A new MQTT machine and broker connection for a client (asked for
+    /// with [`BrokerOp::Open`]); its open exchanges toward the broker are
+    /// forgotten. `false` when the machine refuses the configuration.
+    fn new_link(&mut self, slot: u64) -> bool {
+        let Some(c) = self.clients.get_mut(&slot) else {
+            return false;
         };
         let mut config = ClientConfig::new(c.client_id.clone())
             .with_clean_session(c.clean_session)
@@ -960,27 +1017,23 @@ impl<A: Clone + Ord> Gateway<A> {
             config = config.with_will(will);
         }
         let Ok(mqtt) = Client::new(config) else {
-            self.refuse_connect(slot, ReturnCode::NotSupported);
-            return;
+            return false;
         };
         let key = ConnKey(self.next_key);
         self.next_key += 1;
-        let Some(c) = self.clients.get_mut(&slot) else {
-            return;
-        };
         c.mqtt = Some(mqtt);
         c.link = Some(Link { key, opened: false });
         c.subs.clear();
         c.unsubs.clear();
         c.qos1.clear();
         c.qos2.clear();
-        c.state = ClientState::Connecting;
-        c.connect_deadline = Some(now.saturating_add(self.config.broker_connect_timeout));
         self.by_conn.insert(key, Owner::Client(slot));
         self.broker_ops.push_back(BrokerOp::Open(key));
+        true
     }
 
     fn accept_connect(&mut self, now: Instant, slot: u64) {
+        self.touched.insert(slot);
         let Some(c) = self.clients.get_mut(&slot) else {
             return;
         };
@@ -989,18 +1042,21 @@ impl<A: Clone + Ord> Gateway<A> {
         c.last_heard = now;
         let peer = c.peer.clone();
         let client_id = c.client_id.clone();
-        self.transmit(
-            OutTo::Peer(peer.clone()),
+        self.send_to_peer(
+            peer.clone(),
             ConnAck {
                 return_code: ReturnCode::Accepted,
             }
             .into(),
         );
-        self.event(GatewayEvent::ClientConnected { client_id, peer });
+        if let Some(peer) = peer {
+            self.event(GatewayEvent::ClientConnected { client_id, peer });
+        }
         self.pump(now, slot);
     }
 
     fn refuse_connect(&mut self, slot: u64, code: ReturnCode) {
+        self.touched.insert(slot);
         let Some(c) = self.clients.get_mut(&slot) else {
             return;
         };
@@ -1009,7 +1065,7 @@ impl<A: Clone + Ord> Gateway<A> {
         c.inflight = None;
         let peer = c.peer.clone();
         let client_id = c.client_id.clone();
-        self.transmit(OutTo::Peer(peer), ConnAck { return_code: code }.into());
+        self.send_to_peer(peer, ConnAck { return_code: code }.into());
         self.event(GatewayEvent::ClientDisconnected {
             client_id,
             cause: DisconnectCause::Refused(code),
@@ -1036,17 +1092,18 @@ impl<A: Clone + Ord> Gateway<A> {
                 if let Some(c) = self.clients.get_mut(&slot) {
                     c.last_heard = now;
                 }
-                self.transmit(OutTo::Peer(peer), PingResp.into());
+                self.send_to_peer(peer, PingResp.into());
                 Ok(())
             }
             _ => {
-                self.transmit(OutTo::Peer(peer), Disconnect { duration: None }.into());
+                self.send_to_peer(peer, Disconnect { duration: None }.into());
                 Err(PeerError::NotConnected(MsgType::PingReq))
             }
         }
     }
 
     fn wake(&mut self, now: Instant, slot: u64) {
+        self.touched.insert(slot);
         let Some(c) = self.clients.get_mut(&slot) else {
             return;
         };
@@ -1069,10 +1126,11 @@ impl<A: Clone + Ord> Gateway<A> {
         let slot = self.by_peer.get(&peer).copied();
         let state = slot.and_then(|s| self.clients.get(&s)).map(|c| c.state);
         // Acknowledged in every case (spec 6.12).
-        self.transmit(OutTo::Peer(peer), Disconnect { duration: None }.into());
+        self.send_to_peer(peer, Disconnect { duration: None }.into());
         let Some(slot) = slot else {
             return;
         };
+        self.touched.insert(slot);
         match (state, duration) {
             (Some(ClientState::Active | ClientState::Asleep | ClientState::Awake), Some(d)) => {
                 if let Some(c) = self.clients.get_mut(&slot) {
@@ -1099,6 +1157,7 @@ impl<A: Clone + Ord> Gateway<A> {
     /// Ends a client's session: DISCONNECT toward the broker (after its will,
     /// when lost), buffered messages dropped.
     fn end_session(&mut self, now: Instant, slot: u64, state: ClientState, cause: DisconnectCause) {
+        self.touched.insert(slot);
         let Some(c) = self.clients.get_mut(&slot) else {
             return;
         };
@@ -1560,6 +1619,14 @@ impl<A: Clone + Ord> Gateway<A> {
     fn answer(&mut self, slot: u64, message: Message) {
         if let Some(c) = self.clients.get(&slot) {
             let peer = c.peer.clone();
+            self.send_to_peer(peer, message);
+        }
+    }
+
+    /// A datagram to one client; nothing for a restored client not heard
+    /// from yet (its address is not known).
+    fn send_to_peer(&mut self, peer: impl Into<Option<Peer<A>>>, message: Message) {
+        if let Some(peer) = peer.into() {
             self.transmit(OutTo::Peer(peer), message);
         }
     }

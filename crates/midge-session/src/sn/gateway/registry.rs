@@ -3,6 +3,7 @@
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
+use alloc::vec::Vec;
 
 /// One registered name.
 #[derive(Debug, Clone)]
@@ -139,6 +140,46 @@ impl Registry {
         if let Some(e) = self.by_id.remove(&id) {
             self.by_name.remove(&e.name);
         }
+    }
+
+    /// Every entry, for a record kept across a restart.
+    pub(crate) fn records(&self) -> Vec<super::TopicRecord> {
+        self.by_id
+            .iter()
+            .map(|(id, e)| super::TopicRecord {
+                id: *id,
+                name: e.name.clone(),
+                known: e.known,
+                rejected: e.rejected,
+            })
+            .collect()
+    }
+
+    /// Puts back an entry of a record; `false` (and nothing changes) for a
+    /// reserved id, an id or name already taken, or a full registry.
+    pub(crate) fn restore(&mut self, id: u16, name: &str, known: bool, rejected: bool) -> bool {
+        if id == 0
+            || id == 0xFFFF
+            || self.by_id.len() >= self.limit
+            || self.by_id.contains_key(&id)
+            || self.by_name.contains_key(name)
+        {
+            return false;
+        }
+        self.by_id.insert(
+            id,
+            Entry {
+                name: String::from(name),
+                known,
+                rejected,
+            },
+        );
+        self.by_name.insert(String::from(name), id);
+        // New ids continue after the highest restored one.
+        if id >= self.next {
+            self.next = if id >= 0xFFFE { 1 } else { id + 1 };
+        }
+        true
     }
 
     fn free_id(&mut self) -> Option<u16> {
