@@ -280,6 +280,13 @@ pub(crate) struct Conn<R: Runtime> {
     shutting_down: bool,
     /// The session's `Closed` event, once it came.
     closed: Option<(CloseReason, bool)>,
+    /// The server is durable: a persistent session's state is sent to the
+    /// shard as a checkpoint whenever it changed.
+    durable: bool,
+    /// Deliveries handed to the session since its accept.
+    applied: u64,
+    /// The session may have changed since the last checkpoint.
+    dirty: bool,
 }
 
 impl<R: Runtime> Conn<R> {
@@ -345,6 +352,9 @@ impl<R: Runtime> Conn<R> {
             broken: false,
             shutting_down: false,
             closed: None,
+            durable: options.durability.is_on(),
+            applied: 0,
+            dirty: false,
         }
     }
 
@@ -352,6 +362,7 @@ impl<R: Runtime> Conn<R> {
         tracing::debug!(conn = self.id.0, peer = %self.peer, "socket accepted");
         loop {
             self.drain_session();
+            self.checkpoint();
             self.flush_outgoing().await;
             self.counts.flush(&self.shared.stats);
             if self.closed.is_some() {
@@ -412,6 +423,23 @@ impl<R: Runtime> Conn<R> {
                 }
             }
         }
+    }
+
+    /// Sends the shard this persistent session's state when it may have
+    /// changed (durable servers only), so its next commit holds it.
+    fn checkpoint(&mut self) {
+        if !self.durable || !self.dirty || self.session.is_closed() {
+            return;
+        }
+        let persistent = self.client.as_ref().is_some_and(|c| !c.clean_session);
+        if !persistent || !matches!(self.registration, Registration::Accepted(_)) {
+            return;
+        }
+        self.dirty = false;
+        self.outgoing.push(Input::Checkpoint {
+            state: self.session.resume_snapshot(),
+            applied: self.applied,
+        });
     }
 
     /// Tells the shard whether this connection is congested (its session
@@ -537,6 +565,7 @@ impl<R: Runtime> Conn<R> {
                 }
                 Poll::Ready(Ok(n)) => {
                     self.counts.bytes_received += n as u64;
+                    self.dirty = true;
                     if let Some(bytes) = self.read_buf.get(..n) {
                         if let Err(error) = self.session.handle_read(now, bytes) {
                             self.shared
@@ -665,6 +694,8 @@ impl<R: Runtime> Conn<R> {
         }
         // Whatever is held goes first, so the router's order is kept.
         self.release_held(now, true);
+        self.applied += 1;
+        self.dirty = true;
         let outcome = self.session.deliver(now, publish);
         self.count(outcome);
     }
@@ -695,6 +726,8 @@ impl<R: Runtime> Conn<R> {
                 break;
             };
             self.held_bytes = self.held_bytes.saturating_sub(message_bytes(&publish));
+            self.applied += 1;
+            self.dirty = true;
             let outcome = self.session.deliver(now, publish);
             self.count(outcome);
         }
@@ -704,6 +737,7 @@ impl<R: Runtime> Conn<R> {
     fn apply(&mut self, now: Instant, message: ToConn) {
         let action = match message {
             ToConn::Ack(token) => {
+                self.dirty = true;
                 if let Err(error) = self.session.ack(now, token) {
                     tracing::debug!(conn = self.id.0, %error, "ack not applied");
                 }
@@ -726,6 +760,10 @@ impl<R: Runtime> Conn<R> {
                 if let Some(shard) = self.registration.shard() {
                     self.registration = Registration::Accepted(shard);
                 }
+                // Deliveries are counted from the accept on (see
+                // `Router::checkpoint`).
+                self.applied = 0;
+                self.dirty = true;
                 if let Some(client) = &self.client {
                     tracing::info!(
                         client_id = %client.client_id,

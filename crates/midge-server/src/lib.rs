@@ -102,6 +102,7 @@
 #![forbid(unsafe_code)]
 
 mod conn;
+mod durable;
 mod http;
 mod local;
 mod metrics;
@@ -117,6 +118,7 @@ use std::sync::Arc;
 use midge_broker::{AllowAll, Auth, MemoryStore, Router, RouterConfig, ServerConfig, Store};
 use midge_runtime::{Duration, Runtime};
 
+pub use durable::{Durability, ALWAYS_BACKGROUND};
 pub use http::MetricsEndpoint;
 pub use local::LocalStream;
 pub use metrics::{ListenerReport, MetricsSnapshot, ShardReport, DROP_REASONS};
@@ -169,6 +171,17 @@ pub struct ServerOptions {
     /// (retained, see [`MetricsSnapshot::sys_topics`]); zero turns them
     /// off. Default 10 s.
     pub sys_interval: Duration,
+    /// When the router shards commit their stores and whether QoS 1/2
+    /// acknowledgements wait for it (see [`Durability`]). Any mode but
+    /// `Off` turns on [`ServerConfig::ack_after_route`] and
+    /// [`RouterConfig::record_online`]. Default `Off` (for
+    /// [`MemoryStore`]).
+    pub durability: Durability,
+    /// Damaged stores the caller found, moved aside and salvaged while
+    /// opening them, counted from the start in
+    /// [`ServerStats::store_recoveries`] (and `$SYS/broker/store/recoveries`).
+    /// Default 0.
+    pub store_recoveries: u64,
 }
 
 impl Default for ServerOptions {
@@ -185,6 +198,8 @@ impl Default for ServerOptions {
             shard_queue: 64,
             close_timeout: Duration::from_secs(5),
             sys_interval: Duration::from_secs(10),
+            durability: Durability::Off,
+            store_recoveries: 0,
         }
     }
 }
@@ -258,10 +273,17 @@ where
     /// The first listener that cannot be bound, certificate files that
     /// cannot be used (kind `InvalidInput`, wrapping a [`TransportError`]),
     /// or a store that cannot recover.
-    pub async fn bind_with<F>(rt: R, options: ServerOptions, mut parts: F) -> io::Result<Self>
+    pub async fn bind_with<F>(rt: R, mut options: ServerOptions, mut parts: F) -> io::Result<Self>
     where
         F: FnMut(u32) -> (S, A),
     {
+        if options.durability.is_on() {
+            // Acknowledgements wait for the router (and, with `Always` and
+            // `Batch`, for the commit); messages handed to connected
+            // persistent sessions are recorded, so a crash loses none.
+            options.session.ack_after_route = true;
+            options.router.record_online = true;
+        }
         let mut kinds = Vec::with_capacity(options.listeners.len() + options.transports.len());
         kinds.extend(options.listeners.iter().map(|addr| (*addr, Acceptor::Tcp)));
         for listener in &options.transports {
@@ -289,12 +311,17 @@ where
                 .map_err(|e| io::Error::other(format!("store recovery failed: {e:?}")))?;
             routers.push(router);
         }
+        let shared = Arc::new(Shared::new());
+        shared
+            .stats
+            .store_recoveries
+            .store(options.store_recoveries, std::sync::atomic::Ordering::Relaxed);
         Ok(Self {
             rt,
             options,
             listeners,
             routers,
-            shared: Arc::new(Shared::new()),
+            shared,
         })
     }
 
@@ -348,6 +375,7 @@ where
                 index,
                 backlog_high,
                 Arc::clone(&shared),
+                options.durability,
             );
             let done = shards_done_tx.clone();
             rt.spawn(async move {

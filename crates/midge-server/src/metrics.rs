@@ -281,6 +281,8 @@ impl MetricsSnapshot {
             ("bytes/sent", s.bytes_sent.to_string()),
             ("subscriptions/count", self.subscriptions().to_string()),
             ("retained messages/count", self.retained().to_string()),
+            ("store/commits", s.store_commits.to_string()),
+            ("store/recoveries", s.store_recoveries.to_string()),
         ]
         .into_iter()
         .map(|(t, v)| (format!("$SYS/broker/{t}"), v))
@@ -392,6 +394,18 @@ impl MetricsSnapshot {
             "counter",
             "Times a publisher stopped being read because a subscriber was congested.",
             s.publisher_pauses,
+        );
+        one(
+            "midge_store_commits_total",
+            "counter",
+            "Store commits made by the router shards, one sync each.",
+            s.store_commits,
+        );
+        one(
+            "midge_store_recoveries_total",
+            "counter",
+            "Damaged stores moved aside and salvaged at start-up.",
+            s.store_recoveries,
         );
         one(
             "midge_store_failures_total",

@@ -1,8 +1,12 @@
 //! A router shard's task: one [`Router`] fed by its connections and by the
 //! other shards, handing actions to connection mailboxes and shard messages
 //! to the other shards. It never waits on a send.
+//!
+//! With [`Durability`] on, it also commits its store within the configured
+//! bound, holds the acknowledgements that wait for a commit, and answers
+//! the other shards' commit barriers (see [`crate::durable`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,9 +19,11 @@ use midge_broker::{
     AckToken, Action, Auth, ConnId, ConnectRequest, DeliverOutcome, DropReason, Event, Instant,
     ResumeState, Router, ShardMessage, Store,
 };
+use midge_runtime::Duration;
 use midge_codec::{Publish, QoS};
 use midge_runtime::Runtime;
 
+use crate::durable::{Durability, Pending};
 use crate::metrics::{Control, ShardReport};
 use crate::stats::Shared;
 
@@ -41,6 +47,21 @@ pub(crate) enum Input {
     },
     /// The session was refused: forget its mailbox (the router never took it).
     Detach,
+    /// The state of a connected persistent session that changed, and the
+    /// deliveries applied to it since its accept (durable servers only).
+    Checkpoint { state: ResumeState, applied: u64 },
+}
+
+/// What a shard tells another shard, in FIFO order per sender.
+#[derive(Debug)]
+pub(crate) enum Peer {
+    /// A router's shard message.
+    Router(ShardMessage),
+    /// Answer `BarrierDone(id)` to shard `from` once everything recorded
+    /// here so far is committed.
+    Barrier { from: usize, id: u64 },
+    /// The answer to a barrier this shard sent.
+    BarrierDone(u64),
 }
 
 /// A batch of inputs from one connection, in order.
@@ -88,7 +109,7 @@ struct Mailbox {
 #[derive(Debug)]
 pub(crate) struct ShardLinks {
     from_conns: Vec<(Sender<ToShard>, Receiver<ToShard>)>,
-    from_shards: Vec<(Sender<ShardMessage>, Receiver<ShardMessage>)>,
+    from_shards: Vec<(Sender<Peer>, Receiver<Peer>)>,
     /// Statistics requests and the broker's own publications.
     control: Vec<(Sender<Control>, Receiver<Control>)>,
 }
@@ -139,10 +160,10 @@ pub(crate) struct ShardTask<R: Runtime, S: Store, A: Auth> {
     index: usize,
     router: Router<S, A>,
     from_conns: Option<Pin<Box<Receiver<ToShard>>>>,
-    from_shards: Option<Pin<Box<Receiver<ShardMessage>>>>,
+    from_shards: Option<Pin<Box<Receiver<Peer>>>>,
     /// Closed with the other inboxes; not waited on for stopping.
     control: Option<Pin<Box<Receiver<Control>>>>,
-    peers: Vec<Sender<ShardMessage>>,
+    peers: Vec<Sender<Peer>>,
     mailboxes: HashMap<ConnId, Mailbox>,
     /// Mailbox backlog above which a connection counts as congested.
     backlog_high: usize,
@@ -159,6 +180,14 @@ pub(crate) struct ShardTask<R: Runtime, S: Store, A: Auth> {
     /// after every message.
     timer_stale: bool,
     shared: Arc<Shared>,
+    durability: Durability,
+    /// Held acknowledgements, barriers to answer, checkpoints to apply.
+    pending: Pending,
+    /// The next commit, armed while something waits for one.
+    commit_timer: Option<Timer>,
+    /// The shards that received a shard message since this was cleared
+    /// (the targets of the publish being routed).
+    touched: BTreeSet<usize>,
 }
 
 impl<R, S, A> ShardTask<R, S, A>
@@ -174,6 +203,7 @@ where
         index: usize,
         backlog_high: usize,
         shared: Arc<Shared>,
+        durability: Durability,
     ) -> Self {
         Self {
             rt,
@@ -195,6 +225,10 @@ where
             timer: None,
             timer_stale: false,
             shared,
+            durability,
+            pending: Pending::default(),
+            commit_timer: None,
+            touched: BTreeSet::new(),
         }
     }
 
@@ -209,6 +243,14 @@ where
                 self.timer_stale = false;
                 self.arm_timer();
             }
+            self.arm_commit();
+        }
+        // Everything the connections handed back at shutdown is recorded:
+        // make it durable.
+        if self.durability.is_on() {
+            self.commit_now();
+        } else if let Err(error) = self.router.commit() {
+            tracing::warn!(shard = self.index, ?error, "final store commit failed");
         }
         let stats = self.router.stats();
         tracing::debug!(shard = self.index, ?stats, "router shard stopped");
@@ -229,8 +271,7 @@ where
             match rx.as_mut().poll_next(cx) {
                 Poll::Ready(Some(message)) => {
                     let t = *now.get_or_insert_with(|| self.rt.now());
-                    self.router.handle_shard_message(t, message);
-                    self.drain(t, None);
+                    self.peer(t, message);
                     progress = true;
                 }
                 Poll::Ready(None) => {
@@ -288,6 +329,13 @@ where
                 progress = true;
             }
         }
+        if let Some(timer) = self.commit_timer.as_mut() {
+            if timer.as_mut().poll(cx).is_ready() {
+                self.commit_timer = None;
+                self.commit_now();
+                progress = true;
+            }
+        }
         if progress {
             Poll::Ready(true)
         } else if self.from_conns.is_none() && self.from_shards.is_none() {
@@ -324,11 +372,12 @@ where
                 self.drain(now, None);
             }
             Input::Event(Event::Publish { publish, ack }) => {
+                self.touched.clear();
                 self.router.handle_publish(now, conn, publish);
                 // The deliveries drained right after a publish are its own.
                 self.drain(now, Some(conn));
                 if let Some(token) = ack {
-                    self.send(now, conn, ToConn::Ack(token));
+                    self.acknowledge(conn, token);
                 }
             }
             Input::Event(Event::Subscribe { packet_id, filters }) => {
@@ -351,6 +400,7 @@ where
                 resume,
             } => {
                 let mut resume = resume;
+                self.pending.forget(conn);
                 if let Some(late) = self.orphans.remove(&conn) {
                     resume.queued.extend(late);
                 }
@@ -371,7 +421,134 @@ where
                 self.mailboxes.remove(&conn);
                 self.orphans.remove(&conn);
             }
+            Input::Checkpoint { state, applied } => {
+                if self.durability.is_on() && self.mailboxes.contains_key(&conn) {
+                    self.pending.checkpoint(conn, state, applied);
+                }
+            }
         }
+    }
+
+    /// A message from another shard.
+    fn peer(&mut self, now: Instant, message: Peer) {
+        match message {
+            Peer::Router(message) => {
+                self.router.handle_shard_message(now, message);
+                self.drain(now, None);
+            }
+            Peer::Barrier { from, id } => match self.router.commit_ticket() {
+                // Whatever the sender routed here before the barrier is
+                // committed already (or wrote nothing).
+                None => {
+                    self.send_peer(from, Peer::BarrierDone(id));
+                }
+                Some(ticket) => {
+                    self.pending.remote_barrier(ticket, from, id);
+                    if self.durability == Durability::Always {
+                        self.commit_now();
+                    }
+                }
+            },
+            Peer::BarrierDone(id) => {
+                self.pending.barrier_done(id);
+                self.release();
+            }
+        }
+    }
+
+    /// Sends the acknowledgement of a publish just routed, at once or once
+    /// the commits it waits for are done.
+    fn acknowledge(&mut self, conn: ConnId, token: AckToken) {
+        if !self.durability.acks_wait() {
+            self.send_ack(conn, token);
+            return;
+        }
+        let ticket = self.router.commit_ticket();
+        let targets: Vec<usize> = std::mem::take(&mut self.touched)
+            .into_iter()
+            .filter(|s| *s != self.index)
+            .collect();
+        if ticket.is_none() && targets.is_empty() {
+            self.send_ack(conn, token);
+            return;
+        }
+        let id = self.pending.hold(conn, token, ticket, targets.len());
+        for target in targets {
+            // After the routed messages, in the same FIFO channel.
+            if !self.send_peer(target, Peer::Barrier { from: self.index, id }) {
+                self.pending.barrier_done(id);
+            }
+        }
+        if ticket.is_some() && self.durability == Durability::Always {
+            self.commit_now();
+        } else {
+            self.release();
+        }
+    }
+
+    /// Applies the pending checkpoints, commits, and releases what the
+    /// commit covers; on a failure everything stays held and the next
+    /// commit is armed.
+    fn commit_now(&mut self) {
+        let now = self.rt.now();
+        for (conn, (state, applied)) in self.pending.take_checkpoints() {
+            self.router.checkpoint(now, conn, &state, applied);
+        }
+        match self.router.commit() {
+            Ok(Some(_)) => {
+                self.shared
+                    .stats
+                    .store_commits
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(shard = self.index, ?error, "store commit failed; retrying");
+            }
+        }
+        // Checkpoints may have routed nothing, but keep the drain rule.
+        self.drain(now, None);
+        self.release();
+    }
+
+    /// Sends the acknowledgements and barrier answers the commits so far
+    /// allow.
+    fn release(&mut self) {
+        let router = &self.router;
+        let acks = self.pending.ready_acks(|t| router.is_committed(t));
+        let barriers = self.pending.ready_barriers(|t| router.is_committed(t));
+        for (conn, token) in acks {
+            self.send_ack(conn, token);
+        }
+        for (shard, id) in barriers {
+            self.send_peer(shard, Peer::BarrierDone(id));
+        }
+    }
+
+    /// Arms the commit timer while something waits for a commit.
+    fn arm_commit(&mut self) {
+        let Some(bound) = self.durability.bound() else {
+            return;
+        };
+        if self.commit_timer.is_some() {
+            return;
+        }
+        if self.router.commit_ticket().is_some() || self.pending.waiting() {
+            let at = self.rt.now() + bound.max(Duration::from_micros(100));
+            self.commit_timer = Some(Box::pin(self.rt.sleep_until(at)));
+        }
+    }
+
+    fn send_ack(&mut self, conn: ConnId, token: AckToken) {
+        let now = self.rt.now();
+        self.send(now, conn, ToConn::Ack(token));
+    }
+
+    /// Sends to another shard; whether it was taken.
+    fn send_peer(&self, shard: usize, message: Peer) -> bool {
+        self.peers
+            .get(shard)
+            .is_some_and(|tx| tx.try_send(message).is_ok())
     }
 
     /// Hands out everything the router produced: shard messages to the other
@@ -380,10 +557,13 @@ where
     fn drain(&mut self, now: Instant, publisher: Option<ConnId>) {
         loop {
             while let Some((shard, message)) = self.router.poll_shard_message() {
-                let sent = usize::try_from(shard)
-                    .ok()
+                let target = usize::try_from(shard).ok();
+                let sent = target
                     .and_then(|s| self.peers.get(s))
-                    .map(|tx| tx.try_send(message).is_ok());
+                    .map(|tx| tx.try_send(Peer::Router(message)).is_ok());
+                if let (Some(target), Some(true)) = (target, sent) {
+                    self.touched.insert(target);
+                }
                 if sent != Some(true) {
                     tracing::debug!(shard = self.index, to = shard, "shard message not sent");
                 }

@@ -34,6 +34,11 @@ pub struct ServerStats {
     pub bytes_received: u64,
     /// Bytes written to clients.
     pub bytes_sent: u64,
+    /// Store commits (each one sync) made by the router shards.
+    pub store_commits: u64,
+    /// Damaged stores found at start-up, moved aside and salvaged
+    /// ([`ServerOptions::store_recoveries`](crate::ServerOptions::store_recoveries)).
+    pub store_recoveries: u64,
 }
 
 /// The atomics behind [`ServerStats`].
@@ -50,6 +55,8 @@ pub(crate) struct Counters {
     pub(crate) publisher_pauses: AtomicU64,
     pub(crate) bytes_received: AtomicU64,
     pub(crate) bytes_sent: AtomicU64,
+    pub(crate) store_commits: AtomicU64,
+    pub(crate) store_recoveries: AtomicU64,
 }
 
 impl Counters {
@@ -67,6 +74,8 @@ impl Counters {
             publisher_pauses: get(&self.publisher_pauses),
             bytes_received: get(&self.bytes_received),
             bytes_sent: get(&self.bytes_sent),
+            store_commits: get(&self.store_commits),
+            store_recoveries: get(&self.store_recoveries),
         }
     }
 }
