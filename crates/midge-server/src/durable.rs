@@ -220,7 +220,10 @@ mod tests {
         pending.forget(ConnId(2));
         let taken = pending.take_checkpoints();
         assert_eq!(taken.len(), 1);
-        assert_eq!(taken.first().map(|(c, (_, n))| (*c, *n)), Some((ConnId(1), 5)));
+        assert_eq!(
+            taken.first().map(|(c, (_, n))| (*c, *n)),
+            Some((ConnId(1), 5))
+        );
         assert!(!pending.waiting());
     }
 }

@@ -312,10 +312,10 @@ where
             routers.push(router);
         }
         let shared = Arc::new(Shared::new());
-        shared
-            .stats
-            .store_recoveries
-            .store(options.store_recoveries, std::sync::atomic::Ordering::Relaxed);
+        shared.stats.store_recoveries.store(
+            options.store_recoveries,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         Ok(Self {
             rt,
             options,

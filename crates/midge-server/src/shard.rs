@@ -19,8 +19,8 @@ use midge_broker::{
     AckToken, Action, Auth, ConnId, ConnectRequest, DeliverOutcome, DropReason, Event, Instant,
     ResumeState, Router, ShardMessage, Store,
 };
-use midge_runtime::Duration;
 use midge_codec::{Publish, QoS};
+use midge_runtime::Duration;
 use midge_runtime::Runtime;
 
 use crate::durable::{Durability, Pending};
@@ -475,7 +475,13 @@ where
         let id = self.pending.hold(conn, token, ticket, targets.len());
         for target in targets {
             // After the routed messages, in the same FIFO channel.
-            if !self.send_peer(target, Peer::Barrier { from: self.index, id }) {
+            if !self.send_peer(
+                target,
+                Peer::Barrier {
+                    from: self.index,
+                    id,
+                },
+            ) {
                 self.pending.barrier_done(id);
             }
         }

@@ -35,6 +35,13 @@ impl Midged {
             let port = free_port()?;
             let mut cmd = Command::new(program);
             cmd.args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+                // In memory unless the caller chose: the default would share
+                // ./midge-data (and its lock) between tests.
+                .args(
+                    ["--persistence", "none"]
+                        .iter()
+                        .filter(|_| !extra_args.contains(&"--persistence")),
+                )
                 .args(extra_args);
             let mut process = Process::spawn("midged", &mut cmd)?;
             match wait_listening(&mut process)? {

@@ -59,6 +59,26 @@ pub(crate) struct Args {
     #[arg(long = "sn-predefined", value_name = "NAME=ID", value_delimiter = ',', action = ArgAction::Append)]
     pub(crate) sn_predefined: Vec<crate::sn::Predefined>,
 
+    /// Where sessions, queues and retained messages live: durable (on disk
+    /// under --data-dir, the default) or none (in memory only).
+    #[arg(long = "persistence", value_name = "MODE")]
+    pub(crate) persistence: Option<crate::store::Mode>,
+
+    /// The durable store's directory (default ./midge-data, created on
+    /// first start).
+    #[arg(long = "data-dir", value_name = "DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
+
+    /// When acknowledged messages reach the disk: always (one sync per
+    /// message), batch (grouped within --fsync-interval, the default) or
+    /// never (acknowledged before the sync).
+    #[arg(long = "fsync", value_name = "POLICY")]
+    pub(crate) fsync: Option<crate::store::Fsync>,
+
+    /// The bound of a batched commit, in milliseconds (default 2).
+    #[arg(long = "fsync-interval-ms", value_name = "MS", value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub(crate) fsync_interval_ms: Option<u64>,
+
     /// More log output: -v for debug, -vv for trace. Overrides RUST_LOG and
     /// the file's log_level.
     #[arg(short = 'v', long = "verbose", action = ArgAction::Count, conflicts_with = "quiet")]
@@ -79,6 +99,21 @@ impl Args {
             0 => None,
             1 => Some(LogLevel::Debug),
             _ => Some(LogLevel::Trace),
+        }
+    }
+    /// Applies --persistence, --data-dir, --fsync and --fsync-interval-ms.
+    pub(crate) fn apply_persistence(&self, p: &mut crate::store::Persistence) {
+        if let Some(v) = self.persistence {
+            p.mode = v;
+        }
+        if let Some(v) = &self.data_dir {
+            p.data_dir.clone_from(v);
+        }
+        if let Some(v) = self.fsync {
+            p.fsync = v;
+        }
+        if let Some(ms) = self.fsync_interval_ms {
+            p.fsync_interval = std::time::Duration::from_millis(ms);
         }
     }
 }

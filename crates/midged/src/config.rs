@@ -14,6 +14,7 @@ use midge_broker::{OverflowPolicy, RouterConfig, ServerConfig, SlowSubscriberPol
 use midge_tokio::ServerOptions;
 use serde::{Deserialize, Deserializer};
 
+use crate::store::OfflineShare;
 use crate::units::{Expiry, HumaneDuration, Size};
 
 /// The port MQTT brokers listen on by default.
@@ -43,6 +44,23 @@ pub(crate) struct FileConfig {
     /// Whether clients may publish to `$SYS` topics.
     #[serde(default)]
     pub(crate) allow_client_sys_publish: Option<bool>,
+    /// `"none"` or `"durable"` (the default): where sessions, queues and
+    /// retained messages live.
+    #[serde(default)]
+    pub(crate) persistence: Option<crate::store::Mode>,
+    /// The directory of the durable store (default `./midge-data`).
+    #[serde(default)]
+    pub(crate) data_dir: Option<std::path::PathBuf>,
+    /// `"always"`, `"batch"` (the default) or `"never"`.
+    #[serde(default)]
+    pub(crate) fsync: Option<crate::store::Fsync>,
+    /// The bound of a batched commit (default 2 ms).
+    #[serde(default, deserialize_with = "positive_duration")]
+    pub(crate) fsync_interval: Option<HumaneDuration>,
+    /// Queue entries of an offline session kept in memory when durable
+    /// (the rest is read back from disk); default 8.
+    #[serde(default, deserialize_with = "positive")]
+    pub(crate) offline_memory_messages: Option<usize>,
     /// Table `[limits]`.
     #[serde(default)]
     pub(crate) limits: Limits,
@@ -356,6 +374,8 @@ pub(crate) struct Settings {
     pub(crate) metrics_listen: Option<SocketAddr>,
     /// How often `$SYS/broker/...` is published; zero: never.
     pub(crate) sys_interval: Duration,
+    /// Where the broker's state lives and how it is committed.
+    pub(crate) persistence: crate::store::Persistence,
 }
 
 /// What the command line contributes to [`Settings`].
@@ -406,8 +426,10 @@ impl Settings {
             max_connections: self.max_connections,
             max_write_buffer: self.max_write_buffer,
             sys_interval: self.sys_interval,
+            durability: self.persistence.durability(),
             ..ServerOptions::default()
         }
+        .with_offline_share(&self.persistence)
     }
 
     /// Merges the file (or its absence) with the command line: the command
@@ -521,6 +543,25 @@ impl Settings {
             auth: file.auth,
             metrics_listen: file.metrics.listen,
             sys_interval: file.sys.interval(),
+            persistence: {
+                let mut p = crate::store::Persistence::default();
+                if let Some(v) = file.persistence {
+                    p.mode = v;
+                }
+                if let Some(v) = file.data_dir {
+                    p.data_dir = v;
+                }
+                if let Some(v) = file.fsync {
+                    p.fsync = v;
+                }
+                if let Some(v) = file.fsync_interval {
+                    p.fsync_interval = v.0;
+                }
+                if let Some(v) = file.offline_memory_messages {
+                    p.offline_memory_messages = v;
+                }
+                p
+            },
         }
     }
 }

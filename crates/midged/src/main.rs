@@ -22,6 +22,7 @@ mod cli;
 mod config;
 mod metrics;
 mod sn;
+mod store;
 mod transport;
 mod units;
 
@@ -32,7 +33,6 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 
 use clap::Parser;
-use midge_broker::MemoryStore;
 use midge_server::Server;
 use midge_tokio::{Runtime, TokioRuntime};
 use tracing_subscriber::EnvFilter;
@@ -85,6 +85,7 @@ fn main() -> ExitCode {
     if let Some(addr) = args.metrics {
         settings.metrics_listen = Some(addr);
     }
+    args.apply_persistence(&mut settings.persistence);
     init_logging(args.log_level(), settings.log_level);
     // Plain WebSocket carries passwords in clear just as plain TCP does.
     let mut plain = settings.listeners.clone();
@@ -160,7 +161,22 @@ async fn serve(
         .map(|l| transport::kind_name(&l.kind))
         .collect();
     options.transports = transports;
-    let shards = options.shard_count();
+    let mut shards = options.shard_count();
+    if settings.persistence.mode == store::Mode::Durable {
+        shards = store::shard_count(&settings.persistence.data_dir, shards)?;
+        options.shards = usize::try_from(shards).unwrap_or(usize::MAX);
+    }
+    let (stores, recoveries) = settings.persistence.open(shards)?;
+    options.store_recoveries = recoveries;
+    if settings.persistence.mode == store::Mode::Durable {
+        tracing::info!(
+            data_dir = %settings.persistence.data_dir.display(),
+            fsync = ?settings.persistence.fsync,
+            fsync_interval = ?settings.persistence.fsync_interval,
+            recovered_damaged = recoveries,
+            "durable storage"
+        );
+    }
     // Watched before the listeners open, so a SIGHUP never kills a ready
     // broker; certificates are reloaded once the server exists.
     let server_handle = Arc::new(OnceLock::new());
@@ -170,8 +186,14 @@ async fn serve(
         Arc::clone(&server_handle),
     );
     let shard_auth = auth.clone();
+    // One store per shard, handed out in shard order (0, 1, ...); `open`
+    // made exactly `shards` of them.
+    let mut stores = stores.into_iter();
     let server = Server::bind_with(rt.clone(), options, move |_| {
-        (MemoryStore::new(), shard_auth.clone())
+        let store = stores
+            .next()
+            .unwrap_or_else(|| store::ShardStore::Memory(midge_broker::MemoryStore::new()));
+        (store, shard_auth.clone())
     })
     .await
     .map_err(|e| format!("cannot listen on {}: {e}", list(&settings.listeners)))?;

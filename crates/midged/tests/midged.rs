@@ -40,6 +40,7 @@ impl Drop for Midged {
 impl Midged {
     fn start(args: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_midged"))
+            .args(["--persistence", "none"])
             .args(args)
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
@@ -111,6 +112,7 @@ fn wait_child(child: &mut Child) -> ExitStatus {
 /// returns its exit code and stderr.
 fn run_to_exit(args: &[&str]) -> (Option<i32>, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_midged"))
+        .args(["--persistence", "none"])
         .args(args)
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())

@@ -47,6 +47,7 @@ fn address_after(line: &str, needle: &str) -> Option<SocketAddr> {
 impl Midged {
     fn start(extra: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_midged"))
+            .args(["--persistence", "none"])
             .args(["--bind", "127.0.0.1:0", "--sn-bind", "127.0.0.1:0"])
             .args(extra)
             .env_remove("RUST_LOG")
@@ -304,6 +305,7 @@ async fn sn_6_7_predefined_topic_ids_from_the_command_line() {
 #[test]
 fn bad_sn_predefined_flag_exits_with_code_2() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_midged"))
+        .args(["--persistence", "none"])
         .args(["--bind", "127.0.0.1:0", "--sn-predefined", "no-id-here"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -327,6 +329,7 @@ fn bad_sn_predefined_flag_exits_with_code_2() {
 #[test]
 fn sn_port_zero_runs_the_broker_without_the_gateway() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_midged"))
+        .args(["--persistence", "none"])
         .args(["--bind", "127.0.0.1:0", "--sn-port", "0"])
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
