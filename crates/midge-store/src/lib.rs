@@ -32,11 +32,17 @@
 //! beyond the engine's caches. [`DiskStore::dump`] writes a human-readable
 //! view for support (`midge store dump`).
 //!
+//! The MQTT-SN gateway's records (topic registries, sleeping clients and
+//! their buffered messages) have a small database of their own,
+//! [`GatewayStore`] (module [`gateway`]), with the same commit and recovery
+//! rules.
+//!
 //! Key types: [`DiskStore`], [`StoreOptions`], [`Opened`], [`Recovery`],
-//! [`StoreError`].
+//! [`StoreError`], [`GatewayStore`].
 #![forbid(unsafe_code)]
 
 mod codec;
+pub mod gateway;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -55,6 +61,8 @@ use midge_codec::{Filter, Publish, QoS};
 pub const FORMAT_VERSION: u32 = 1;
 
 const FORMAT_KEY: &str = "format_version";
+
+pub use gateway::{GatewayOpened, GatewayStore, GATEWAY_FORMAT_VERSION};
 
 /// Why a store operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
