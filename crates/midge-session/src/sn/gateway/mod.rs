@@ -32,8 +32,11 @@
 //! [`Gateway::poll_broker`] until `None` (open, write to, close broker
 //! connections), [`Gateway::poll_transmit`] until `None` (send datagrams),
 //! [`Gateway::poll_event`] until `None`, then [`Gateway::poll_timeout`].
-//! A caller that keeps state across restarts also drains
-//! [`Gateway::poll_persist`] until `None` and writes what it gives.
+//! A caller that keeps state across restarts drains
+//! [`Gateway::poll_persist`] until `None` first, and makes what it gives
+//! durable before it sends or writes the rest: then nothing the gateway
+//! acknowledged (a REGACK, a broker's PUBLISH buffered for a sleeping
+//! client) is missing from the store after a crash.
 //!
 //! # Surviving a restart
 //!
@@ -957,6 +960,7 @@ impl<A: Clone + Ord> Gateway<A> {
                     self.by_peer.remove(peer);
                 }
             }
+            self.touched.remove(&slot);
             if self.persisted.contains_key(&c.client_id) {
                 self.gone.insert(c.client_id);
             }

@@ -266,8 +266,10 @@ impl<A: Clone + Ord> Gateway<A> {
     }
 
     /// The next change of the state kept across restarts, `None` when all
-    /// were handed out. Drain it after the other outputs and write what it
-    /// gives, in order (for example as one batch per drain).
+    /// were handed out. Drain it after each input, before the other
+    /// outputs, and make what it gives durable, in order, before sending
+    /// them (one batch per input, for example). A caller that keeps nothing
+    /// need not call it.
     ///
     /// The gateway notes which clients an input touched and, here, compares
     /// each one's record with the one handed out last (by a fingerprint), so
