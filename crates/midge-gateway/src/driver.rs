@@ -15,7 +15,9 @@ use midge_session::sn::gateway::{
     BrokerOp, ConnKey, Destination, Gateway as Core, GatewayEvent, PeerError,
 };
 
-use crate::{BrokerConnector, Gateway, GatewayOptions, GatewaySnapshot, Shared};
+use crate::{
+    BrokerConnector, Gateway, GatewayOptions, GatewayPersistence, GatewaySnapshot, Shared,
+};
 
 /// Bytes read from a broker connection at once.
 const READ_CHUNK: usize = 16 * 1024;
@@ -59,6 +61,7 @@ pub(crate) struct Driver<R: Runtime, C: BrokerConnector> {
     recv_buf: Box<[u8]>,
     send_buf: BytesMut,
     timer: Option<(Instant, Timer)>,
+    persistence: Option<Box<dyn GatewayPersistence>>,
 }
 
 impl<R: Runtime, C: BrokerConnector> Driver<R, C> {
@@ -71,6 +74,7 @@ impl<R: Runtime, C: BrokerConnector> Driver<R, C> {
             core,
             connector,
             shared,
+            persistence,
         } = gateway;
         let (from_links_tx, from_links) = async_channel::bounded(options.broker_queue.max(1));
         let recv_buf = vec![0; options.max_datagram_in.clamp(1, 65_535)].into_boxed_slice();
@@ -87,6 +91,7 @@ impl<R: Runtime, C: BrokerConnector> Driver<R, C> {
             recv_buf,
             send_buf: BytesMut::new(),
             timer: None,
+            persistence,
         }
     }
 
@@ -137,6 +142,7 @@ impl<R: Runtime, C: BrokerConnector> Driver<R, C> {
     /// Moves everything the core produced: broker operations, datagrams,
     /// events; then arms the timer.
     async fn drain(&mut self) {
+        self.persist();
         while let Some(op) = self.core.poll_broker() {
             self.broker_op(op);
         }
@@ -173,6 +179,26 @@ impl<R: Runtime, C: BrokerConnector> Driver<R, C> {
             broker_connections: self.core.broker_connections(),
             stats: self.core.stats(),
         });
+    }
+
+    /// Hands the core's changes to the persistence, one commit for all,
+    /// before anything is sent.
+    fn persist(&mut self) {
+        let Some(p) = self.persistence.as_mut() else {
+            return;
+        };
+        let mut changes = 0usize;
+        while let Some(op) = self.core.poll_persist() {
+            changes += 1;
+            if let Err(error) = p.record(&op) {
+                tracing::error!(%error, "gateway state not recorded");
+            }
+        }
+        if changes > 0 {
+            if let Err(error) = p.commit() {
+                tracing::error!(%error, changes, "gateway state not committed");
+            }
+        }
     }
 
     async fn wait(&mut self) -> Wakeup {

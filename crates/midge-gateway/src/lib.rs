@@ -15,10 +15,24 @@
 //! `tracing`.
 //!
 //! What it deliberately does not do: any MQTT-SN or MQTT protocol decision
-//! (the core makes them all), persist the core's state (topic registries
-//! and the messages buffered for sleeping clients live in memory and are
-//! lost on restart), install logging subscribers, or listen on more than
-//! one socket.
+//! (the core makes them all), choose where the core's state is kept (a
+//! [`GatewayPersistence`] given to [`Gateway::with_persistence`] does; without
+//! one, topic registries and the messages buffered for sleeping clients
+//! live in memory and are lost on restart), install logging subscribers, or
+//! listen on more than one socket.
+//!
+//! # Persistence
+//!
+//! With a [`GatewayPersistence`], the gateway starts from the records it
+//! was given ([`gateway::Gateway::restore`]) and, after every input, hands
+//! each change the core reports ([`gateway::Gateway::poll_persist`]) to
+//! [`GatewayPersistence::record`] and then calls
+//! [`GatewayPersistence::commit`] once, before it sends any answer or
+//! writes to the broker: what a client or the broker was told is durable
+//! first. The calls are synchronous, on the gateway's task (an `fsync` per
+//! input that changed something: a REGISTER, a message buffered for a
+//! sleeping client, a client falling asleep; keep-alive traffic writes
+//! nothing). A failing store is logged and the gateway carries on.
 //!
 //! # Tasks
 //!
@@ -37,7 +51,8 @@
 //! like each client vanishing).
 //!
 //! Key types: [`Gateway`], [`GatewayOptions`], [`GatewayHandle`],
-//! [`BrokerConnector`], [`TcpConnector`], [`LocalConnector`].
+//! [`BrokerConnector`], [`TcpConnector`], [`LocalConnector`],
+//! [`GatewayPersistence`].
 #![forbid(unsafe_code)]
 
 mod connector;
@@ -48,7 +63,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use midge_runtime::Runtime;
-use midge_session::sn::gateway::{Gateway as Core, GatewayConfig, GatewayStats};
+use midge_session::sn::gateway::{
+    ClientRecord, Gateway as Core, GatewayConfig, GatewayStats, PersistOp,
+};
 
 pub use connector::{BrokerConnector, LocalConnector, TcpConnector};
 pub use midge_session::sn::gateway;
@@ -91,6 +108,24 @@ impl Default for GatewayOptions {
     }
 }
 
+/// Where a [`Gateway`] keeps the state that survives a restart (see the
+/// [crate documentation](crate#persistence)). Both calls run on the
+/// gateway's task and may block it briefly.
+pub trait GatewayPersistence: Send + 'static {
+    /// Records one change; it need not be durable before
+    /// [`commit`](Self::commit).
+    ///
+    /// # Errors
+    /// When the change cannot be recorded; the gateway logs it.
+    fn record(&mut self, op: &PersistOp) -> io::Result<()>;
+
+    /// Makes every change recorded so far durable.
+    ///
+    /// # Errors
+    /// When the changes cannot be made durable; the gateway logs it.
+    fn commit(&mut self) -> io::Result<()>;
+}
+
 /// A bound MQTT-SN gateway; [`run`](Self::run) serves until
 /// [`GatewayHandle::shutdown`].
 pub struct Gateway<R: Runtime, C: BrokerConnector> {
@@ -101,6 +136,7 @@ pub struct Gateway<R: Runtime, C: BrokerConnector> {
     core: Core<SocketAddr>,
     connector: Arc<C>,
     shared: Arc<Shared>,
+    persistence: Option<Box<dyn GatewayPersistence>>,
 }
 
 impl<R: Runtime, C: BrokerConnector> std::fmt::Debug for Gateway<R, C> {
@@ -146,7 +182,37 @@ impl<R: Runtime, C: BrokerConnector> Gateway<R, C> {
             core,
             connector: Arc::new(connector),
             shared: Arc::new(Shared::new()),
+            persistence: None,
         })
+    }
+
+    /// Starts from `records` (what `persistence` held at the last stop) and
+    /// hands every later change to `persistence`. Sleeping clients are
+    /// asleep again and their broker connections open when
+    /// [`run`](Self::run) starts; see [`gateway::Gateway::restore`].
+    ///
+    /// # Errors
+    /// A configuration the core refuses (kind `InvalidInput`).
+    pub fn with_persistence(
+        mut self,
+        records: Vec<ClientRecord>,
+        persistence: impl GatewayPersistence,
+    ) -> io::Result<Self> {
+        self.core =
+            Core::restore(self.options.config.clone(), self.rt.now(), records).map_err(|e| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("gateway configuration: {e}"),
+                )
+            })?;
+        self.persistence = Some(Box::new(persistence));
+        Ok(self)
+    }
+
+    /// SN clients the gateway knows (restored ones included).
+    #[must_use]
+    pub fn client_count(&self) -> usize {
+        self.core.client_count()
     }
 
     /// The address the UDP socket is bound to.
