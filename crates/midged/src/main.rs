@@ -214,7 +214,7 @@ async fn serve(
     tokio::pin!(run);
     // The gateway needs the server running to connect in memory; it starts
     // on the first poll of `run` below.
-    let gateway = sn::start(sn_settings, &rt, handle.clone());
+    let gateway = sn::start(sn_settings, &rt, handle.clone(), &settings.persistence);
     tokio::pin!(gateway);
     let gateway = tokio::select! {
         started = &mut gateway => started?,

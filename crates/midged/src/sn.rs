@@ -2,17 +2,26 @@
 //! flags, and the gateway itself (`midge-gateway` over UDP, reaching the
 //! broker in memory, so SN and MQTT clients share topics, retained
 //! messages and sessions).
+//!
+//! With `persistence = "durable"` the gateway's state (per-client topic
+//! registries, wills, sleeping clients and their buffered messages) is kept
+//! in `DATA_DIR/gateway` (`midge_store::GatewayStore`), committed before
+//! the gateway answers, and restored at start. Pre-defined topic ids come
+//! from the configuration and need no storing.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
 
-use midge_gateway::gateway::GatewayConfig;
-use midge_gateway::{Gateway, GatewayHandle, GatewayOptions, LocalConnector};
+use midge_gateway::gateway::{ClientRecord, GatewayConfig, PersistOp};
+use midge_gateway::{Gateway, GatewayHandle, GatewayOptions, GatewayPersistence, LocalConnector};
+use midge_store::GatewayStore;
 use midge_server::ServerHandle;
 use midge_tokio::TokioRuntime;
 use serde::{Deserialize, Deserializer};
 
 use crate::config::BindAddr;
+use crate::store::{Mode, Persistence};
 use crate::units::HumaneDuration;
 
 /// The default UDP port of MQTT-SN.
@@ -186,9 +195,16 @@ pub(crate) async fn start(
     settings: Option<&SnSettings>,
     rt: &TokioRuntime,
     server: ServerHandle,
+    persistence: &Persistence,
 ) -> Result<Option<(GatewayHandle, tokio::task::JoinHandle<std::io::Result<()>>)>, String> {
     let Some(settings) = settings else {
         return Ok(None);
+    };
+    // Opened before the socket is bound: a store held by another process
+    // stops the start-up, as the broker's own stores do.
+    let state = match persistence.mode {
+        Mode::Durable => Some(open_state(&persistence.data_dir)?),
+        Mode::None => None,
     };
     let bound = Gateway::bind(
         rt.clone(),
@@ -210,11 +226,71 @@ pub(crate) async fn start(
             return Ok(None);
         }
     };
+    let gateway = match state {
+        Some((records, store)) => gateway
+            .with_persistence(records, StoredState(store))
+            .map_err(|e| format!("cannot start the MQTT-SN gateway: {e}"))?,
+        None => gateway,
+    };
     // Tests and scripts read this line to learn the gateway's address.
     tracing::info!("mqtt-sn gateway on udp {}", gateway.local_addr());
     let handle = gateway.handle();
     let task = tokio::spawn(gateway.run());
     Ok(Some((handle, task)))
+}
+
+/// The gateway's database under the data directory.
+pub(crate) fn state_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("gateway")
+}
+
+/// Opens the gateway's database and reads its records; a damaged one was
+/// moved aside and salvaged by the store, and is logged here.
+fn open_state(data_dir: &Path) -> Result<(Vec<ClientRecord>, GatewayStore), String> {
+    let path = state_dir(data_dir);
+    std::fs::create_dir_all(data_dir).map_err(|e| {
+        format!(
+            "cannot create the data directory {}: {e}",
+            data_dir.display()
+        )
+    })?;
+    let opened = GatewayStore::open(&path).map_err(|e| {
+        format!(
+            "cannot open the MQTT-SN gateway store {}: {e}",
+            path.display()
+        )
+    })?;
+    if let Some(r) = &opened.recovery {
+        tracing::error!(
+            path = %path.display(),
+            moved_to = %r.moved_to.display(),
+            error = %r.error,
+            salvaged = r.salvaged,
+            lost = r.lost,
+            "the MQTT-SN gateway store was damaged; it was moved aside and what could be read was kept"
+        );
+    }
+    let records = opened.records;
+    tracing::info!(
+        path = %path.display(),
+        clients = records.len(),
+        asleep = records.iter().filter(|r| r.sleep.is_some()).count(),
+        "mqtt-sn gateway state restored"
+    );
+    Ok((records, opened.store))
+}
+
+/// The gateway's changes, into its database.
+struct StoredState(GatewayStore);
+
+impl GatewayPersistence for StoredState {
+    fn record(&mut self, op: &PersistOp) -> std::io::Result<()> {
+        self.0.apply(op).map_err(std::io::Error::other)
+    }
+
+    fn commit(&mut self) -> std::io::Result<()> {
+        self.0.commit().map_err(std::io::Error::other)
+    }
 }
 
 #[cfg(test)]
