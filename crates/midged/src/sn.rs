@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 
 use midge_gateway::gateway::{ClientRecord, GatewayConfig, PersistOp};
 use midge_gateway::{Gateway, GatewayHandle, GatewayOptions, GatewayPersistence, LocalConnector};
-use midge_store::GatewayStore;
 use midge_server::ServerHandle;
+use midge_store::GatewayStore;
 use midge_tokio::TokioRuntime;
 use serde::{Deserialize, Deserializer};
 
