@@ -51,6 +51,8 @@ pub(crate) enum Command {
     /// `midge gateway --broker mqtt://host:port --listen udp://127.0.0.1:1884`.
     #[command(after_long_help = EXIT_CODES)]
     Gateway(crate::gateway::GatewayArgs),
+    /// Inspect midged's durable store: `midge store dump ./midge-data`.
+    Store(crate::store::StoreArgs),
 }
 
 /// Flags shared by `pub` and `sub`: where to connect and as whom.

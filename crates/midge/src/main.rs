@@ -22,6 +22,7 @@ mod gateway;
 mod passwd;
 mod run;
 mod sn;
+mod store;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -40,7 +41,7 @@ fn main() -> ExitCode {
         Command::Sub(s) => s.conn.debug,
         Command::Sn(s) => s.debug(),
         Command::Gateway(g) => g.debug,
-        Command::Bench(_) | Command::Passwd(_) => false,
+        Command::Bench(_) | Command::Passwd(_) | Command::Store(_) => false,
     };
     init_logging(debug);
     if let Command::Passwd(args) = &cli.command {
@@ -48,6 +49,15 @@ fn main() -> ExitCode {
             Ok(()) => Exit::Ok.into(),
             Err(Failure { exit, message }) => {
                 eprintln!("midge passwd: {message}");
+                exit.into()
+            }
+        };
+    }
+    if let Command::Store(args) = &cli.command {
+        return match store::run(args) {
+            Ok(()) => Exit::Ok.into(),
+            Err(Failure { exit, message }) => {
+                eprintln!("midge store: {message}");
                 exit.into()
             }
         };
@@ -78,7 +88,7 @@ fn main() -> ExitCode {
             Command::Sub(args) => run::subscribe(args).await,
             Command::Sn(args) => sn::run(args).await,
             Command::Gateway(args) => gateway::run(args).await,
-            Command::Bench(_) | Command::Passwd(_) => Ok(()),
+            Command::Bench(_) | Command::Passwd(_) | Command::Store(_) => Ok(()),
         }
     });
     match result {
