@@ -626,6 +626,8 @@ mod tests {
         assert_eq!(get("$SYS/broker/clients/total"), Some("4"));
         assert_eq!(get("$SYS/broker/retained messages/count"), Some("1"));
         assert_eq!(get("$SYS/broker/messages/dropped/acl_denied"), Some("3"));
-        assert_eq!(topics.len(), 11 + DROP_REASONS.len());
+        assert_eq!(get("$SYS/broker/store/recoveries"), Some("0"));
+        assert_eq!(get("$SYS/broker/store/commits"), Some("0"));
+        assert_eq!(topics.len(), 13 + DROP_REASONS.len());
     }
 }
