@@ -431,7 +431,7 @@ fn sighup_reloads_both_files_without_dropping_connections() -> Result<()> {
 
 fn exit_code(args: &[&str]) -> Result<(i32, String)> {
     let mut cmd = Command::new(midged());
-    cmd.args(args);
+    cmd.args(["--persistence", "none"]).args(args);
     let mut process = Process::spawn("midged", &mut cmd)?;
     let status = process.wait_timeout(TIMEOUT)?;
     // Exited: collect stderr to its end (the reader may lag behind).
@@ -456,6 +456,8 @@ fn a_password_file_on_a_public_plain_listener_is_refused_unless_allowed() -> Res
     )?;
     let mut cmd = Command::new(midged());
     cmd.args([
+        "--persistence",
+        "none",
         "-c",
         allowed.to_str().unwrap(),
         "--bind",
