@@ -377,7 +377,7 @@ async fn mqtt_4_7_2_1_sys_topics_count_known_traffic<R: Runtime>(rt: R) {
         assert_eq!(value("subscriptions/count"), "3");
         assert_eq!(value("messages/dropped/sys_topic"), "1");
         assert_eq!(value("messages/dropped/acl_denied"), "0");
-        let sys_topics = 11 + DROP_REASONS.len();
+        let sys_topics = 13 + DROP_REASONS.len();
         assert_eq!(value("retained messages/count"), sys_topics.to_string());
 
         // The tick reached "sys" after "everything" subscribed, so a $SYS
