@@ -9,6 +9,12 @@
 //! written here; nothing is installed except rumqttd, built with `cargo
 //! install` into `target/peers/rumqttd` when it is missing (Mosquitto comes
 //! from `cargo xtask peers`).
+//!
+//! `--durability` measures QoS 1 throughput into persistent subscribers
+//! instead: `midged --persistence none`, then durable with `--fsync never`,
+//! `batch` and `always` (a fresh data directory under
+//! `target/broker-bench` each), and Mosquitto with `persistence true` and
+//! its default autosave settings, side by side.
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
@@ -62,6 +68,7 @@ struct Sample {
 pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     let mut seconds = 10u64;
     let mut only: Option<Vec<String>> = None;
+    let mut durability = false;
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
         match arg.as_str() {
@@ -81,6 +88,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
                         .collect(),
                 );
             }
+            "--durability" => durability = true,
             other => bail!("broker-bench: unknown argument `{other}`"),
         }
     }
@@ -105,7 +113,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
         match find_program("mosquitto", &["/usr/sbin/mosquitto"]) {
             Some(path) => kinds.push(("mosquitto", path)),
             None => {
-                eprintln!("broker-bench: mosquitto not found (run `cargo xtask peers`); skipped")
+                eprintln!("broker-bench: mosquitto not found (run `cargo xtask peers`); skipped");
             }
         }
     }
@@ -115,12 +123,131 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
             Err(err) => eprintln!("broker-bench: rumqttd unavailable ({err:#}); skipped"),
         }
     }
+    if durability {
+        kinds = durability_brokers(&release, wanted);
+    }
     if kinds.is_empty() {
         bail!("no broker to measure");
     }
 
     let d = seconds.to_string();
-    let scenarios = vec![
+    let scenarios = if durability {
+        durability_scenarios(&d)
+    } else {
+        standard_scenarios(&d)
+    };
+    measure_all(&midge, &work, &kinds, &scenarios, seconds)
+}
+
+/// The brokers of `--durability`: midged in each persistence mode, and
+/// Mosquitto with persistence on.
+fn durability_brokers(
+    release: &Path,
+    wanted: impl Fn(&str) -> bool,
+) -> Vec<(&'static str, PathBuf)> {
+    let mut kinds: Vec<(&'static str, PathBuf)> = Vec::new();
+    if wanted("midged") {
+        for name in [
+            "midged none",
+            "midged fsync=never",
+            "midged fsync=batch",
+            "midged fsync=always",
+        ] {
+            kinds.push((name, release.join("midged")));
+        }
+    }
+    if wanted("mosquitto") {
+        match find_program("mosquitto", &["/usr/sbin/mosquitto"]) {
+            Some(path) => kinds.push(("mosquitto persistence", path)),
+            None => {
+                eprintln!("broker-bench: mosquitto not found (run `cargo xtask peers`); skipped");
+            }
+        }
+    }
+    kinds
+}
+
+/// QoS 1 (and 2) into persistent subscribers: what a durable broker records.
+fn durability_scenarios(d: &str) -> Vec<Scenario> {
+    let args = |qos: &str, rate: Option<&str>| {
+        let mut v: Vec<String> = [
+            "--pairs",
+            "4",
+            "-q",
+            qos,
+            "-s",
+            "64",
+            "-d",
+            d,
+            "--persistent",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect();
+        if let Some(rate) = rate {
+            v.extend(["--rate".to_owned(), rate.to_owned()]);
+        }
+        v
+    };
+    vec![
+        Scenario {
+            name: "QoS 1, 4 publishers → 4 persistent subscribers (1:1), 64 B, max rate",
+            args: args("1", None),
+            idle: false,
+        },
+        Scenario {
+            name: "QoS 1, 4 → 4 persistent (1:1), 64 B, 2000 msg/s in total (latency)",
+            args: args("1", Some("2000")),
+            idle: false,
+        },
+        Scenario {
+            name: "QoS 2, 4 publishers → 4 persistent subscribers (1:1), 64 B, max rate",
+            args: args("2", None),
+            idle: false,
+        },
+    ]
+}
+
+fn measure_all(
+    midge: &Path,
+    work: &Path,
+    kinds: &[(&'static str, PathBuf)],
+    scenarios: &[Scenario],
+    seconds: u64,
+) -> Result<()> {
+    let mut table: Vec<Vec<Sample>> = Vec::new();
+    for scenario in scenarios {
+        let mut row = Vec::new();
+        for (name, path) in kinds {
+            eprintln!("broker-bench: {} on {name}", scenario.name);
+            let sample = start(name, path, work)
+                .and_then(|broker| measure(midge, &broker, scenario))
+                .unwrap_or_else(|err| Sample {
+                    error: Some(format!("{err:#}")),
+                    ..Sample::default()
+                });
+            if let Some(error) = &sample.error {
+                eprintln!("broker-bench:   error: {error}");
+            }
+            row.push(sample);
+        }
+        table.push(row);
+    }
+
+    let names: Vec<&str> = kinds.iter().map(|(name, _)| *name).collect();
+    let report = render(&names, scenarios, &table, seconds);
+    print!("{report}");
+    std::fs::write(work.join("report.md"), &report)?;
+    eprintln!(
+        "broker-bench: report written to {}",
+        work.join("report.md").display()
+    );
+    Ok(())
+}
+
+fn standard_scenarios(d: &str) -> Vec<Scenario> {
+    let d = d.to_owned();
+    vec![
         Scenario {
             name: "QoS 0, 4 publishers → 4 subscribers (1:1), 64 B, max rate",
             args: vec!["--pairs", "4", "-q", "0", "-s", "64", "-d", &d]
@@ -165,36 +292,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
                 .collect(),
             idle: true,
         },
-    ];
-
-    let mut table: Vec<Vec<Sample>> = Vec::new();
-    for scenario in &scenarios {
-        let mut row = Vec::new();
-        for (name, path) in &kinds {
-            eprintln!("broker-bench: {} on {name}", scenario.name);
-            let sample = start(name, path, &work)
-                .and_then(|broker| measure(&midge, &broker, scenario))
-                .unwrap_or_else(|err| Sample {
-                    error: Some(format!("{err:#}")),
-                    ..Sample::default()
-                });
-            if let Some(error) = &sample.error {
-                eprintln!("broker-bench:   error: {error}");
-            }
-            row.push(sample);
-        }
-        table.push(row);
-    }
-
-    let names: Vec<&str> = kinds.iter().map(|(name, _)| *name).collect();
-    let report = render(&names, &scenarios, &table, seconds);
-    print!("{report}");
-    std::fs::write(work.join("report.md"), &report)?;
-    eprintln!(
-        "broker-bench: report written to {}",
-        work.join("report.md").display()
-    );
-    Ok(())
+    ]
 }
 
 fn find_program(name: &str, extra: &[&str]) -> Option<PathBuf> {
@@ -264,28 +362,63 @@ fn spawn(name: &'static str, mut cmd: Command, port: u16, work: &Path) -> Result
     Ok(Broker { child, port })
 }
 
-fn start(name: &str, path: &Path, work: &Path) -> Result<Broker> {
+fn start(name: &'static str, path: &Path, work: &Path) -> Result<Broker> {
     match name {
-        "midged" => start_midged(path, work),
-        "mosquitto" => start_mosquitto(path, work),
+        "midged" | "midged none" => start_midged(path, work, name, None),
+        "midged fsync=never" => start_midged(path, work, name, Some("never")),
+        "midged fsync=batch" => start_midged(path, work, name, Some("batch")),
+        "midged fsync=always" => start_midged(path, work, name, Some("always")),
+        "mosquitto" => start_mosquitto(path, work, false),
+        "mosquitto persistence" => start_mosquitto(path, work, true),
         _ => start_rumqttd(path, work),
     }
 }
 
-fn start_midged(path: &Path, work: &Path) -> Result<Broker> {
+/// `fsync`: `None` runs in memory (`--persistence none`); otherwise durable
+/// in a fresh data directory.
+fn start_midged(
+    path: &Path,
+    work: &Path,
+    name: &'static str,
+    fsync: Option<&str>,
+) -> Result<Broker> {
     let port = free_port()?;
     let mut cmd = Command::new(path);
     cmd.args(["--bind", "127.0.0.1", "--port", &port.to_string(), "-q"]);
-    spawn("midged", cmd, port, work)
+    match fsync {
+        None => {
+            cmd.args(["--persistence", "none"]);
+        }
+        Some(fsync) => {
+            let data = work.join(format!("midged-data-{fsync}"));
+            let _ = std::fs::remove_dir_all(&data);
+            cmd.args(["--persistence", "durable", "--fsync", fsync, "--data-dir"])
+                .arg(&data);
+        }
+    }
+    spawn(name, cmd, port, work)
 }
 
-fn start_mosquitto(path: &Path, work: &Path) -> Result<Broker> {
+/// With `persistence`, Mosquitto's persistence on with its default autosave
+/// settings (a snapshot every 1800 s and at exit), in a fresh directory.
+fn start_mosquitto(path: &Path, work: &Path, persistence: bool) -> Result<Broker> {
     let port = free_port()?;
     let conf = work.join("mosquitto.conf");
+    let persist = if persistence {
+        let dir = work.join("mosquitto-data");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        format!(
+            "persistence true\npersistence_location {}/\n",
+            dir.display()
+        )
+    } else {
+        String::from("persistence false\n")
+    };
     std::fs::write(
         &conf,
         format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_connections -1\nlog_dest stderr\nlog_type error\n"
+            "listener {port} 127.0.0.1\nallow_anonymous true\n{persist}max_connections -1\nlog_dest stderr\nlog_type error\n"
         ),
     )?;
     let mut cmd = Command::new(path);

@@ -85,6 +85,12 @@ pub(crate) struct BenchArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub(crate) json: bool,
+
+    /// Subscribers connect with a persistent session (clean session off),
+    /// so a durable broker records what it hands them (`cargo xtask
+    /// broker-bench --durability`).
+    #[arg(long)]
+    pub(crate) persistent: bool,
 }
 
 /// Latency histogram in microseconds: exact below 64 µs, then 64
@@ -294,7 +300,7 @@ async fn load(args: &BenchArgs) -> Result<(), Failure> {
     for p in 0..args.pairs {
         for f in 0..args.fanout {
             let (client, mut messages) =
-                connect(args, format!("mb-{run_id}-s{p}-{f}"), true).await?;
+                connect(args, format!("mb-{run_id}-s{p}-{f}"), !args.persistent).await?;
             let topic = format!("{}/{run_id}/{p}", args.topic);
             client
                 .subscribe(&topic, qos)
