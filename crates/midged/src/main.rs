@@ -217,10 +217,13 @@ async fn serve(
     let gateway = sn::start(sn_settings, &rt, handle.clone(), &settings.persistence);
     tokio::pin!(gateway);
     let gateway = tokio::select! {
-        started = &mut gateway => started?,
+        // `run` first: its first poll opens the in-memory entry the
+        // gateway's broker connections (restored ones at once) go through.
+        biased;
         result = &mut run => {
             return result.map_err(|e| format!("server failed: {e}"));
         }
+        started = &mut gateway => started?,
     };
     tracing::info!(shards, "midged {} ready", env!("CARGO_PKG_VERSION"));
     tokio::select! {
