@@ -86,6 +86,33 @@
 //! [`ServerOptions::close_timeout`]) and closes its socket; then the shards
 //! stop and [`Server::run`] returns.
 //!
+//! # Durability
+//!
+//! With a durable [`Store`] (one per shard, made by
+//! [`Server::bind_with`]'s `parts`) and [`ServerOptions::durability`] set,
+//! each shard does what `midge-broker`'s router documentation asks of a
+//! durable adapter: every router recovers before anything is served;
+//! connections of persistent sessions send their
+//! [`ServerSession::resume_snapshot`](midge_broker::ServerSession::resume_snapshot)
+//! with the count of deliveries applied since their accept whenever it
+//! changed, and the shard checkpoints the latest ones before each commit;
+//! the shard commits within the [`Durability`] bound while anything waits,
+//! and holds each QoS 1/2 acknowledgement until the commit that holds its
+//! message ([`Durability::Always`] commits each such message on its own,
+//! [`Durability::Never`] does not hold). A message routed to another shard
+//! is recorded there, so the publisher's shard also sends that shard a
+//! commit barrier behind it (same FIFO channel) and releases the
+//! acknowledgement once every barrier is answered. A failed commit keeps
+//! everything held and is retried on the next tick. Shards commit once more
+//! as they stop. Commits and the damaged stores the caller reports
+//! ([`ServerOptions::store_recoveries`]) are counted in [`ServerStats`],
+//! `/metrics` and `$SYS/broker/store/...`.
+//!
+//! Not waited for: SUBACKs and a session's own state (inflight packet ids,
+//! client acknowledgements) are committed within the bound but sent without
+//! waiting, so a crash inside that window may lose a subscription just
+//! acknowledged or deliver a message again.
+//!
 //! # Metrics and `$SYS`
 //!
 //! Connections count into shared atomics; each shard keeps its router's
@@ -98,7 +125,8 @@
 //! [`Router::handle_internal_publish`]).
 //!
 //! Key types: [`Server`], [`ServerOptions`], [`ServerHandle`],
-//! [`ServerStats`], [`MetricsSnapshot`], [`MetricsEndpoint`].
+//! [`ServerStats`], [`MetricsSnapshot`], [`MetricsEndpoint`],
+//! [`Durability`].
 #![forbid(unsafe_code)]
 
 mod conn;
