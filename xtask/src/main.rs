@@ -32,9 +32,11 @@ Commands:
   tidy                             layering check and manifest rules
   fuzz <target> [--seconds N]      run one fuzz target with cargo-fuzz (default 60 s)
   bench [--report-only] [args..]   run criterion benches, then print midge/peer ratios
-  broker-bench [--seconds N] [--brokers a,b]
+  broker-bench [--seconds N] [--brokers a,b] [--durability]
                                    midged, mosquitto and rumqttd side by side under
-                                   `midge bench` (throughput, latency, memory, CPU)
+                                   `midge bench` (throughput, latency, memory, CPU);
+                                   --durability: QoS 1/2 into persistent subscribers,
+                                   midged none/never/batch/always vs mosquitto persistence
   conformance [--check]            regenerate docs/conformance.md (or check it is current)
   peers                            install the interop peers (mosquitto, mosquitto-clients,
                                    paho-mqtt in target/peers/venv) if missing
