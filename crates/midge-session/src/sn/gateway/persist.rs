@@ -157,8 +157,8 @@ impl<A: Clone + Ord> Gateway<A> {
     /// reached again once it sends something.
     ///
     /// Records beyond `max_clients`, entries beyond `max_registrations` or
-    /// `max_buffered`, invalid topic names or ids, and repeated client ids
-    /// are skipped; [`Gateway::client_count`] tells how many were taken.
+    /// `max_buffered` (plus one: the message that was in flight), invalid
+    /// topic names or ids, and repeated client ids are skipped; [`Gateway::client_count`] tells how many were taken.
     ///
     /// # Errors
     /// [`ConfigError`] when the configuration cannot work.
@@ -193,7 +193,8 @@ impl<A: Clone + Ord> Gateway<A> {
             .buffered
             .into_iter()
             .filter(|m| validate_topic_name(&m.topic).is_ok())
-            .take(self.config.max_buffered)
+            // A full buffer plus the message that was in flight.
+            .take(self.config.max_buffered.saturating_add(1))
             .map(|m| Delivery {
                 topic: m.topic,
                 data: m.data,
