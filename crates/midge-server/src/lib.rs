@@ -108,10 +108,12 @@
 //! ([`ServerOptions::store_recoveries`]) are counted in [`ServerStats`],
 //! `/metrics` and `$SYS/broker/store/...`.
 //!
-//! Not waited for: SUBACKs and a session's own state (inflight packet ids,
-//! client acknowledgements) are committed within the bound but sent without
-//! waiting, so a crash inside that window may lose a subscription just
-//! acknowledged or deliver a message again.
+//! A SUBACK waits for the commit too when the subscription was recorded
+//! (with `Always` and `Batch`), and whatever follows it for that connection
+//! (its retained messages) waits behind it, in order. Not waited for: a
+//! session's own state while connected (inflight packet ids, what its
+//! client acknowledged) is committed within the bound, so a crash inside
+//! that window may deliver a message again.
 //!
 //! # Metrics and `$SYS`
 //!

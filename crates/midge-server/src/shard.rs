@@ -3,10 +3,11 @@
 //! to the other shards. It never waits on a send.
 //!
 //! With [`Durability`] on, it also commits its store within the configured
-//! bound, holds the acknowledgements that wait for a commit, and answers
-//! the other shards' commit barriers (see [`crate::durable`]).
+//! bound, holds the acknowledgements that wait for a commit (PUBACK/PUBREC
+//! tokens, and SUBACKs with what follows them for their connection), and
+//! answers the other shards' commit barriers (see [`crate::durable`]).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,8 +17,8 @@ use std::task::{Context, Poll};
 use async_channel::{Receiver, Sender};
 use futures_lite::StreamExt;
 use midge_broker::{
-    AckToken, Action, Auth, ConnId, ConnectRequest, DeliverOutcome, DropReason, Event, Instant,
-    ResumeState, Router, ShardMessage, Store,
+    AckToken, Action, Auth, CommitTicket, ConnId, ConnectRequest, DeliverOutcome, DropReason,
+    Event, Instant, ResumeState, Router, ShardMessage, Store,
 };
 use midge_codec::{Publish, QoS};
 use midge_runtime::Duration;
@@ -188,6 +189,18 @@ pub(crate) struct ShardTask<R: Runtime, S: Store, A: Auth> {
     /// The shards that received a shard message since this was cleared
     /// (the targets of the publish being routed).
     touched: BTreeSet<usize>,
+    /// Connections whose SUBACK waits for a commit (the subscription it
+    /// confirms is recorded): it and everything after it for that
+    /// connection wait here, in order.
+    gates: HashMap<ConnId, Gate>,
+}
+
+/// Messages for one connection held behind a SUBACK until `ticket` is
+/// committed.
+#[derive(Debug)]
+struct Gate {
+    ticket: CommitTicket,
+    queue: VecDeque<ToConn>,
 }
 
 impl<R, S, A> ShardTask<R, S, A>
@@ -229,6 +242,7 @@ where
             pending: Pending::default(),
             commit_timer: None,
             touched: BTreeSet::new(),
+            gates: HashMap::new(),
         }
     }
 
@@ -383,6 +397,9 @@ where
             Input::Event(Event::Subscribe { packet_id, filters }) => {
                 self.router.handle_subscribe(now, conn, packet_id, filters);
                 self.drain(now, None);
+                if self.durability == Durability::Always && self.gates.contains_key(&conn) {
+                    self.commit_now();
+                }
             }
             Input::Event(Event::Unsubscribe { filters, .. }) => {
                 self.router.handle_unsubscribe(now, conn, filters);
@@ -401,6 +418,20 @@ where
             } => {
                 let mut resume = resume;
                 self.pending.forget(conn);
+                // Deliveries held behind a SUBACK never reached the
+                // connection: QoS 1/2 ones join its resume state.
+                if let Some(gate) = self.gates.remove(&conn) {
+                    for message in gate.queue {
+                        if let ToConn::Action {
+                            action: Action::Deliver { publish, .. },
+                        } = message
+                        {
+                            if publish.qos() != QoS::AtMostOnce {
+                                resume.queued.push(publish);
+                            }
+                        }
+                    }
+                }
                 if let Some(late) = self.orphans.remove(&conn) {
                     resume.queued.extend(late);
                 }
@@ -420,6 +451,7 @@ where
             Input::Detach => {
                 self.mailboxes.remove(&conn);
                 self.orphans.remove(&conn);
+                self.gates.remove(&conn);
             }
             Input::Checkpoint { state, applied } => {
                 if self.durability.is_on() && self.mailboxes.contains_key(&conn) {
@@ -487,8 +519,6 @@ where
         }
         if ticket.is_some() && self.durability == Durability::Always {
             self.commit_now();
-        } else {
-            self.release();
         }
     }
 
@@ -520,6 +550,7 @@ where
     /// Sends the acknowledgements and barrier answers the commits so far
     /// allow.
     fn release(&mut self) {
+        self.open_gates();
         let router = &self.router;
         let acks = self.pending.ready_acks(|t| router.is_committed(t));
         let barriers = self.pending.ready_barriers(|t| router.is_committed(t));
@@ -539,7 +570,8 @@ where
         if self.commit_timer.is_some() {
             return;
         }
-        if self.router.commit_ticket().is_some() || self.pending.waiting() {
+        if self.router.commit_ticket().is_some() || self.pending.waiting() || !self.gates.is_empty()
+        {
             let at = self.rt.now() + bound.max(Duration::from_micros(100));
             self.commit_timer = Some(Box::pin(self.rt.sleep_until(at)));
         }
@@ -605,17 +637,37 @@ where
                 }
             };
             let Action::Deliver { .. } = action else {
-                if let Some(mailbox) = self.mailboxes.get(&conn) {
-                    // Unbounded: fails only when the connection is gone.
-                    let _ = mailbox.tx.try_send(ToConn::Action { action });
+                if matches!(action, Action::SubAck { .. }) && self.durability.acks_wait() {
+                    // The SUBACK confirms a subscription the store has
+                    // recorded: it waits for the commit, and what follows
+                    // for this connection (its retained messages) waits
+                    // behind it.
+                    if let Some(ticket) = self.router.commit_ticket() {
+                        let gate = self.gates.entry(conn).or_insert_with(|| Gate {
+                            ticket,
+                            queue: VecDeque::new(),
+                        });
+                        gate.ticket = gate.ticket.max(ticket);
+                        gate.queue.push_back(ToConn::Action { action });
+                        continue;
+                    }
                 }
+                self.send(now, conn, ToConn::Action { action });
                 continue;
             };
             let Some(mailbox) = self.mailboxes.get(&conn) else {
                 self.undeliverable(now, conn, publisher);
                 continue;
             };
-            let (outcome, above) = match mailbox.tx.try_send(ToConn::Action { action }) {
+            let gated = self.gates.get_mut(&conn);
+            let sent = match gated {
+                Some(gate) => {
+                    gate.queue.push_back(ToConn::Action { action });
+                    Ok(())
+                }
+                None => mailbox.tx.try_send(ToConn::Action { action }),
+            };
+            let (outcome, above) = match sent {
                 Ok(()) => {
                     let above = mailbox.flow.congested.load(Ordering::SeqCst)
                         || mailbox.tx.len() > self.backlog_high;
@@ -685,9 +737,48 @@ where
     }
 
     fn send(&mut self, _now: Instant, conn: ConnId, message: ToConn) {
+        if let Some(gate) = self.gates.get_mut(&conn) {
+            gate.queue.push_back(message);
+            return;
+        }
         if let Some(mailbox) = self.mailboxes.get(&conn) {
             // Unbounded: fails only when the connection is gone.
             let _ = mailbox.tx.try_send(message);
+        }
+    }
+
+    /// Opens the gates whose commit is done: their messages go to the
+    /// mailboxes, in order.
+    fn open_gates(&mut self) {
+        let router = &self.router;
+        let open: Vec<ConnId> = self
+            .gates
+            .iter()
+            .filter(|(_, gate)| router.is_committed(gate.ticket))
+            .map(|(conn, _)| *conn)
+            .collect();
+        for conn in open {
+            let Some(gate) = self.gates.remove(&conn) else {
+                continue;
+            };
+            let Some(mailbox) = self.mailboxes.get(&conn) else {
+                continue;
+            };
+            for message in gate.queue {
+                // Unbounded: fails only when the connection is closing;
+                // QoS 1/2 deliveries then join its resume state as in
+                // `drain`.
+                if let Err(refused) = mailbox.tx.try_send(message) {
+                    if let ToConn::Action {
+                        action: Action::Deliver { publish, .. },
+                    } = refused.into_inner()
+                    {
+                        if publish.qos() != QoS::AtMostOnce {
+                            self.orphans.entry(conn).or_default().push(publish);
+                        }
+                    }
+                }
+            }
         }
     }
 }

@@ -33,6 +33,7 @@ use midge_tokio::TokioRuntime;
 #[derive(Debug, Default)]
 struct Committed {
     payloads: Vec<Vec<u8>>,
+    subscriptions: Vec<String>,
     commits: u64,
 }
 
@@ -40,12 +41,14 @@ struct Committed {
 struct Recording {
     inner: MemoryStore,
     pending: Vec<Vec<u8>>,
+    pending_subs: Vec<String>,
     committed: Arc<Mutex<Committed>>,
 }
 
 impl Store for Recording {
     type Error = Infallible;
     fn save_subscription(&mut self, c: &str, f: &Filter, q: QoS) -> Result<(), Infallible> {
+        self.pending_subs.push(format!("{c} {}", f.as_str()));
         self.inner.save_subscription(c, f, q)
     }
     fn remove_subscription(&mut self, c: &str, f: &Filter) -> Result<(), Infallible> {
@@ -87,6 +90,7 @@ impl Store for Recording {
     fn commit(&mut self) -> Result<(), Infallible> {
         let mut c = self.committed.lock().unwrap();
         c.payloads.append(&mut self.pending);
+        c.subscriptions.append(&mut self.pending_subs);
         c.commits += 1;
         self.inner.commit()
     }
@@ -128,6 +132,7 @@ async fn start(
         let store = Recording {
             inner: MemoryStore::new(),
             pending: Vec::new(),
+            pending_subs: Vec::new(),
             committed: Arc::clone(&shared[shard as usize]),
         };
         (store, AllowAll)
@@ -265,4 +270,50 @@ async fn commits_are_counted() {
         done.recv().await.unwrap();
     })
     .await;
+}
+
+/// A SUBACK confirms a subscription a restart would find: it waits for the
+/// commit that records it, and the retained message it brings comes after
+/// it [MQTT-3.3.1-6].
+async fn suback_follows_commit(durability: Durability) {
+    let rt = TokioRuntime::current();
+    bounded(&rt, async {
+        let (addr, records, handle, done) = start(&rt, durability).await;
+        let mut publisher = TestClient::connect(&rt, addr, "retainer").await;
+        publisher
+            .publish("gate/kept", QoS::AtLeastOnce, b"r", true)
+            .await;
+        for n in 0..6u32 {
+            let id = id_on_shard("gate-sub", n % SHARDS);
+            let (mut sub, _) =
+                TestClient::connect_with(&rt, addr, connect_packet(&id, false, 60)).await;
+            // `subscribe` fails unless the SUBACK is the next packet.
+            sub.subscribe("gate/#", QoS::AtLeastOnce).await;
+            let shard = shard_of(&id, SHARDS) as usize;
+            assert!(
+                records[shard]
+                    .lock()
+                    .unwrap()
+                    .subscriptions
+                    .contains(&format!("{id} gate/#")),
+                "SUBACK for {id} before its subscription was committed"
+            );
+            assert_eq!(&sub.received().await.payload[..], b"r");
+            sub.disconnect().await;
+        }
+        publisher.disconnect().await;
+        handle.shutdown();
+        done.recv().await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn batch_suback_waits_for_the_commit_of_the_subscription() {
+    suback_follows_commit(Durability::Batch(Duration::from_millis(2))).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn always_suback_waits_for_the_commit_of_the_subscription() {
+    suback_follows_commit(Durability::Always).await;
 }
