@@ -42,6 +42,12 @@ const SHRINK_AFTER: u32 = 64;
 /// channels between a publisher and this connection when its pause takes
 /// effect.
 const HOLD_FACTOR: usize = 4;
+/// The most QoS 1/2 PUBLISH packets one read of [`READ_CHUNK`] bytes can
+/// hold (the smallest is 7 bytes). With acknowledgements that wait for the
+/// router, the session's `max_inbound_unacked` is raised by this much above
+/// the point where the connection stops reading, so a read already taken
+/// never overflows it.
+pub(crate) const PUBLISHES_PER_READ: usize = READ_CHUNK / 7 + 1;
 /// Mailbox messages applied per wake-up before the socket gets a turn.
 const MAILBOX_BATCH: usize = 128;
 
@@ -285,6 +291,13 @@ pub(crate) struct Conn<R: Runtime> {
     durable: bool,
     /// Deliveries handed to the session since its accept.
     applied: u64,
+    /// QoS 1/2 messages handed to the shard whose acknowledgement has not
+    /// come back yet (with `ack_after_route`).
+    awaiting_acks: usize,
+    /// Reading stops while `awaiting_acks` is at this (0: never): a client
+    /// with a wide inflight window waits for the commits instead of
+    /// overflowing the session's limit.
+    ack_pause_at: usize,
     /// The session may have changed since the last checkpoint.
     dirty: bool,
 }
@@ -354,6 +367,16 @@ impl<R: Runtime> Conn<R> {
             closed: None,
             durable: options.durability.is_on(),
             applied: 0,
+            awaiting_acks: 0,
+            ack_pause_at: if options.session.ack_after_route {
+                options
+                    .session
+                    .max_inbound_unacked
+                    .saturating_sub(PUBLISHES_PER_READ)
+                    .max(1)
+            } else {
+                0
+            },
             dirty: false,
         }
     }
@@ -394,7 +417,10 @@ impl<R: Runtime> Conn<R> {
                 } => {
                     self.closed = Some((reason, publish_will));
                 }
-                Event::Publish { .. } => {
+                Event::Publish { ref ack, .. } => {
+                    if ack.is_some() {
+                        self.awaiting_acks += 1;
+                    }
                     self.counts.messages_received += 1;
                     self.outgoing.push(Input::Event(event));
                 }
@@ -554,6 +580,7 @@ impl<R: Runtime> Conn<R> {
         }
 
         let may_read = !self.paused
+            && (self.ack_pause_at == 0 || self.awaiting_acks < self.ack_pause_at)
             && !self.broken
             && !self.session.is_closed()
             && self.write_buf.len() < self.max_write;
@@ -738,6 +765,7 @@ impl<R: Runtime> Conn<R> {
         let action = match message {
             ToConn::Ack(token) => {
                 self.dirty = true;
+                self.awaiting_acks = self.awaiting_acks.saturating_sub(1);
                 if let Err(error) = self.session.ack(now, token) {
                     tracing::debug!(conn = self.id.0, %error, "ack not applied");
                 }

@@ -314,6 +314,15 @@ where
             options.session.ack_after_route = true;
             options.router.record_online = true;
         }
+        if options.session.ack_after_route {
+            // A connection stops reading at the configured limit of
+            // unacknowledged messages, and the session takes one more read's
+            // worth above it (see `conn::PUBLISHES_PER_READ`).
+            options.session.max_inbound_unacked = options
+                .session
+                .max_inbound_unacked
+                .saturating_add(conn::PUBLISHES_PER_READ);
+        }
         let mut kinds = Vec::with_capacity(options.listeners.len() + options.transports.len());
         kinds.extend(options.listeners.iter().map(|addr| (*addr, Acceptor::Tcp)));
         for listener in &options.transports {

@@ -317,3 +317,45 @@ async fn batch_suback_waits_for_the_commit_of_the_subscription() {
 async fn always_suback_waits_for_the_commit_of_the_subscription() {
     suback_follows_commit(Durability::Always).await;
 }
+
+/// A publisher with more QoS 1 messages in flight than the session's
+/// unacknowledged limit is not closed while its acknowledgements wait for
+/// commits: its connection stops reading until they come
+/// [MQTT-4.3.2-2] [MQTT-4.6.0-2].
+#[tokio::test(start_paused = true)]
+async fn wide_inflight_window_waits_for_commits_instead_of_closing() {
+    use midge_codec::{Packet, PacketId, Publish, QosPid, Topic};
+    let rt = TokioRuntime::current();
+    bounded(&rt, async {
+        let (addr, records, handle, done) =
+            start(&rt, Durability::Batch(Duration::from_millis(2))).await;
+        let sub_id = id_on_shard("wide-sub", 1);
+        let (mut sub, _) =
+            TestClient::connect_with(&rt, addr, connect_packet(&sub_id, false, 60)).await;
+        sub.subscribe("wide/#", QoS::AtLeastOnce).await;
+        sub.disconnect().await;
+        let mut publisher = TestClient::connect(&rt, addr, &id_on_shard("wide-pub", 0)).await;
+        const N: u16 = 3000;
+        for n in 1..=N {
+            let publish = Publish::new(
+                Topic::new("wide/x").unwrap(),
+                QosPid::AtLeastOnce(PacketId::new(n).unwrap()),
+                n.to_be_bytes().to_vec(),
+            );
+            publisher.send(&Packet::Publish(publish)).await;
+        }
+        for n in 1..=N {
+            match publisher.packet().await {
+                Packet::PubAck(ack) => assert_eq!(ack.packet_id.get(), n),
+                other => panic!("expected PUBACK {n}, got {other:?}"),
+            }
+        }
+        // The offline queue keeps its default 1000 messages; the rest are
+        // dropped (and still acknowledged: the publisher did its part).
+        assert_eq!(records[1].lock().unwrap().payloads.len(), 1000);
+        publisher.disconnect().await;
+        handle.shutdown();
+        done.recv().await.unwrap();
+    })
+    .await;
+}
