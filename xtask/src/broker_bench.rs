@@ -167,7 +167,9 @@ fn durability_brokers(
     kinds
 }
 
-/// QoS 1 (and 2) into persistent subscribers: what a durable broker records.
+/// QoS 1 into persistent subscribers: what a durable broker records. (Not
+/// QoS 2: `midge bench` keeps 100 in flight, above midged's default 64
+/// inbound QoS 2 ids.)
 fn durability_scenarios(d: &str) -> Vec<Scenario> {
     let args = |qos: &str, rate: Option<&str>| {
         let mut v: Vec<String> = [
@@ -198,11 +200,6 @@ fn durability_scenarios(d: &str) -> Vec<Scenario> {
         Scenario {
             name: "QoS 1, 4 → 4 persistent (1:1), 64 B, 2000 msg/s in total (latency)",
             args: args("1", Some("2000")),
-            idle: false,
-        },
-        Scenario {
-            name: "QoS 2, 4 publishers → 4 persistent subscribers (1:1), 64 B, max rate",
-            args: args("2", None),
             idle: false,
         },
     ]
