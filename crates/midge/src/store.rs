@@ -67,6 +67,12 @@ pub(crate) fn run(args: &StoreArgs) -> Result<(), Failure> {
 }
 
 fn dump(dir: &Path, out: &mut impl Write) -> Result<(), Failure> {
+    if !dir.is_dir() {
+        return Err(Failure::new(
+            Exit::Other,
+            format!("{}: no such directory", dir.display()),
+        ));
+    }
     for store in stores(dir) {
         writeln!(out, "# store {}", store.display())
             .map_err(|e| Failure::new(Exit::Other, format!("cannot write: {e}")))?;
@@ -115,5 +121,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut out = Vec::new();
         assert!(dump(&dir.path().join("missing"), &mut out).is_err());
+        assert!(out.is_empty());
     }
 }
