@@ -155,6 +155,9 @@ async fn serve(
     auth: auth::SharedAuth,
 ) -> Result<(), String> {
     let rt = TokioRuntime::current();
+    // First of all, so SIGINT and SIGTERM never kill a starting broker.
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
     let mut options = settings.server_options();
     let kinds: Vec<&'static str> = transports
         .iter()
@@ -227,7 +230,7 @@ async fn serve(
     };
     tracing::info!(shards, "midged {} ready", env!("CARGO_PKG_VERSION"));
     tokio::select! {
-        () = shutdown_signal() => {
+        () = &mut shutdown => {
             tracing::info!("shutting down");
             handle.shutdown();
         }
@@ -252,26 +255,35 @@ async fn serve(
     Ok(())
 }
 
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
+/// Completes on SIGINT or SIGTERM. The handlers are installed when this is
+/// called (not when first polled), so a signal that comes while the broker
+/// is still starting is not fatal: it stops the broker gracefully once it
+/// is up (with durable storage, after a final commit).
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+        let int = signal(SignalKind::interrupt()).ok();
+        let term = signal(SignalKind::terminate()).ok();
+        async move {
+            match (int, term) {
+                (Some(mut int), Some(mut term)) => {
+                    tokio::select! {
+                        _ = int.recv() => {}
+                        _ = term.recv() => {}
+                    }
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
