@@ -140,7 +140,10 @@ pub struct ServerConfig {
     pub max_inbound_unacked: usize,
     /// Inbound QoS 2 packet ids awaiting the client's PUBREL; one more closes
     /// the connection ([`ProtocolError::TooManyInboundQos2`](crate::ProtocolError::TooManyInboundQos2)).
-    /// Default 64.
+    /// The client's PUBRELs arrive on the same connection, so reading
+    /// cannot simply stop at this limit: it must sit above the inflight
+    /// windows clients use (mosquitto_pub and paho 20, rumqttc 100). Default
+    /// 1024, at most a few KiB per connection.
     pub max_inbound_qos2: usize,
 }
 
@@ -163,7 +166,7 @@ impl Default for ServerConfig {
             client_id_prefix: String::from("midge-"),
             ack_after_route: false,
             max_inbound_unacked: 64,
-            max_inbound_qos2: 64,
+            max_inbound_qos2: 1024,
         }
     }
 }

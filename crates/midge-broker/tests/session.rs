@@ -671,6 +671,24 @@ fn inbound_qos2_ids_awaiting_pubrel_are_bounded() {
     assert!(h.session.is_closed());
 }
 
+#[test]
+fn default_qos2_limit_admits_the_windows_clients_use() {
+    // rumqttc keeps 100 in flight; the client's PUBRELs come later on the
+    // same connection, so the default must not close it meanwhile.
+    let mut h = Harness::connected(ServerConfig::default(), connect("c", true, 0));
+    for id in 1..=100 {
+        h.send(publish("a", QosPid::ExactlyOnce(pid(id)), b"x"))
+            .unwrap();
+    }
+    assert!(!h.session.is_closed());
+    let recs = h
+        .packets()
+        .into_iter()
+        .filter(|p| matches!(p, Packet::PubRec(_)))
+        .count();
+    assert_eq!(recs, 100);
+}
+
 // covers: MQTT-4.6.0-3
 #[test]
 fn mqtt_4_6_0_2_routed_acks_leave_in_arrival_order() {
