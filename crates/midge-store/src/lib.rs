@@ -133,6 +133,11 @@ pub struct StoreOptions {
     pub memtable_bytes: u64,
     /// The block cache shared by all keyspaces, in bytes. Default 16 MiB.
     pub cache_bytes: u64,
+    /// Whether a commit waits for the disk (fsync of the journal). With
+    /// `false` a commit still writes one atomic batch to the operating
+    /// system, which survives a crash of the process but not of the
+    /// machine. Default `true`.
+    pub sync: bool,
 }
 
 impl Default for StoreOptions {
@@ -140,6 +145,7 @@ impl Default for StoreOptions {
         Self {
             memtable_bytes: 4 * 1024 * 1024,
             cache_bytes: 16 * 1024 * 1024,
+            sync: true,
         }
     }
 }
@@ -168,6 +174,8 @@ pub struct DiskStore {
     retained: Keyspace,
     pending: Pending,
     path: PathBuf,
+    /// [`StoreOptions::sync`].
+    sync: bool,
 }
 
 impl Drop for DiskStore {
@@ -267,6 +275,7 @@ impl DiskStore {
             db,
             pending: Pending::default(),
             path: path.to_path_buf(),
+            sync: options.sync,
         })
     }
 
@@ -480,12 +489,18 @@ impl DiskStore {
         })
     }
 
-    /// Writes the pending changes as one batch and syncs the journal.
+    /// Writes the pending changes as one batch and (with
+    /// [`StoreOptions::sync`]) syncs the journal.
     fn commit_pending(&mut self) -> Result<(), StoreError> {
         if self.pending.iter().all(BTreeMap::is_empty) {
             return Ok(());
         }
-        let mut batch = self.db.batch().durability(Some(PersistMode::SyncAll));
+        let mode = if self.sync {
+            PersistMode::SyncAll
+        } else {
+            PersistMode::Buffer
+        };
+        let mut batch = self.db.batch().durability(Some(mode));
         for (ks, changes) in self.pending.iter().enumerate() {
             let keyspace = self.keyspace(ks);
             for (k, v) in changes {

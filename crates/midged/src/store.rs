@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use midge_broker::{MemoryStore, MessageId, QueuedMessage, Recovered, SessionState, Store};
 use midge_codec::{Filter, Publish, QoS};
-use midge_store::{DiskStore, StoreError};
+use midge_store::{DiskStore, StoreError, StoreOptions};
 
 /// The default data directory, relative to the working directory.
 pub(crate) const DEFAULT_DATA_DIR: &str = "midge-data";
@@ -38,7 +38,8 @@ pub(crate) enum Fsync {
     Always,
     /// Commits grouped within `fsync_interval`; acknowledgements wait.
     Batch,
-    /// Commits every `fsync_interval`; acknowledgements do not wait.
+    /// Commits every `fsync_interval` without syncing the disk;
+    /// acknowledgements do not wait.
     Never,
 }
 
@@ -88,7 +89,7 @@ impl Persistence {
                     .collect(),
                 0,
             )),
-            Mode::Durable => open_disk(&self.data_dir, shards),
+            Mode::Durable => open_disk(&self.data_dir, shards, self.fsync != Fsync::Never),
         }
     }
 }
@@ -130,7 +131,11 @@ pub(crate) fn shard_dir(data_dir: &Path, shard: u32) -> PathBuf {
 /// # Errors
 /// A message for the operator: the directory cannot be created, or a store
 /// is in use by another process or cannot be opened at all.
-pub(crate) fn open_disk(data_dir: &Path, shards: u32) -> Result<(Vec<ShardStore>, u64), String> {
+pub(crate) fn open_disk(
+    data_dir: &Path,
+    shards: u32,
+    sync: bool,
+) -> Result<(Vec<ShardStore>, u64), String> {
     std::fs::create_dir_all(data_dir).map_err(|e| {
         format!(
             "cannot create the data directory {}: {e}",
@@ -141,7 +146,9 @@ pub(crate) fn open_disk(data_dir: &Path, shards: u32) -> Result<(Vec<ShardStore>
     let mut recoveries = 0u64;
     for shard in 0..shards {
         let dir = shard_dir(data_dir, shard);
-        let opened = DiskStore::open(&dir).map_err(|e| match e {
+        let mut options = StoreOptions::default();
+        options.sync = sync;
+        let opened = DiskStore::open_with(&dir, options).map_err(|e| match e {
             StoreError::Locked => format!(
                 "the store {} is in use by another process (is another midged running with this --data-dir?)",
                 dir.display()
@@ -295,14 +302,14 @@ mod tests {
     fn disk_stores_are_opened_per_shard_and_refused_while_in_use() {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
-        let (stores, recoveries) = open_disk(&data, 2).unwrap();
+        let (stores, recoveries) = open_disk(&data, 2, true).unwrap();
         assert_eq!(stores.len(), 2);
         assert_eq!(recoveries, 0);
         assert!(shard_dir(&data, 0).is_dir());
         assert!(shard_dir(&data, 1).is_dir());
-        let again = open_disk(&data, 1);
+        let again = open_disk(&data, 1, true);
         assert!(again.is_err_and(|e| e.contains("in use")));
         drop(stores);
-        assert!(open_disk(&data, 1).is_ok());
+        assert!(open_disk(&data, 1, true).is_ok());
     }
 }
