@@ -41,7 +41,7 @@ pub(crate) struct Args {
     pub(crate) bind: Vec<BindAddr>,
 
     /// Serve Prometheus metrics at http://ADDR/metrics (replaces the
-    /// file's [metrics] listen).
+    /// file's `[metrics] listen`).
     #[arg(long = "metrics", value_name = "ADDR")]
     pub(crate) metrics: Option<std::net::SocketAddr>,
 
