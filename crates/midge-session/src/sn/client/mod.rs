@@ -109,7 +109,6 @@ mod error;
 mod event;
 mod gateways;
 mod registry;
-mod rng;
 
 use alloc::collections::VecDeque;
 use alloc::string::String;
@@ -131,9 +130,9 @@ pub use event::{
     DeliveryId, Destination, RequestId, SnDisconnectReason, SnEvent, SnTopic, Transmit,
 };
 
+use super::rng::Rng;
 use gateways::{advertise_expiry, GatewayList};
 use registry::Registry;
-use rng::Rng;
 
 /// Largest MQTT-SN datagram (three-octet Length form).
 const MAX_DATAGRAM: usize = 0xFFFF;

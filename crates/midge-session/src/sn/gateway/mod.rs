@@ -141,7 +141,6 @@ mod error;
 mod event;
 mod persist;
 mod registry;
-mod rng;
 
 use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -168,8 +167,8 @@ pub use error::{ConfigError, PeerError};
 pub use event::{DisconnectCause, DropReason, GatewayEvent};
 pub use persist::{BufferedMessage, ClientRecord, PersistOp, TopicRecord, WillRecord};
 
+use super::rng::Rng;
 use registry::{Lookup, Registry};
-use rng::SplitMix64;
 
 /// Where an SN client is: its network address and, when it talks through a
 /// forwarder (spec 5.5), the wireless node id the forwarder gave it.
@@ -450,9 +449,9 @@ impl<A: Clone + Ord> Gateway<A> {
     /// [`ConfigError`] when the configuration cannot work.
     pub fn new(config: GatewayConfig, now: Instant) -> Result<Self, ConfigError> {
         config.check()?;
-        let mut rng = SplitMix64::new(config.seed);
+        let mut rng = Rng::new(config.seed);
         let jitter =
-            rng.below_or_eq(u64::try_from(config.advertise_jitter.as_micros()).unwrap_or(u64::MAX));
+            rng.up_to(u64::try_from(config.advertise_jitter.as_micros()).unwrap_or(u64::MAX));
         let next_advertise = config
             .t_adv
             .map(|_| now.saturating_add(Duration::from_micros(jitter)));

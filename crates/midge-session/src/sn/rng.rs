@@ -1,5 +1,6 @@
-//! A small deterministic pseudo-random generator (SplitMix64) seeded from the
-//! configuration, so the machine never reads OS randomness.
+//! A small deterministic pseudo-random generator (SplitMix64) for the MQTT-SN
+//! machines' jitter, seeded from their configuration so they never read OS
+//! randomness. Not cryptographic.
 
 /// SplitMix64: one `u64` of state, good spread, never stuck at zero.
 #[derive(Debug, Clone)]
