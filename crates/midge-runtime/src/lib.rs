@@ -21,6 +21,8 @@
 #![forbid(unsafe_code)]
 
 mod url;
+#[cfg(feature = "websocket")]
+pub mod ws;
 
 use std::future::Future;
 use std::io;
