@@ -11,8 +11,6 @@
     unreachable_pub
 )]
 
-mod tls_support;
-
 use std::future::Future;
 use std::net::SocketAddr;
 
@@ -20,7 +18,7 @@ use futures_lite::future;
 use midge_client::{Client, ClientError, ConnectOptions, QoS, Reconnect, TlsOptions};
 use midge_runtime::{Duration, Runtime};
 use midge_server::{Listener, ListenerKind, Server, ServerHandle, ServerOptions};
-use tls_support::Pki;
+use midge_testkit::pki::Pki;
 
 async fn bounded<R: Runtime, F: Future<Output = ()>>(rt: &R, test: F) {
     let limit = rt.clone();

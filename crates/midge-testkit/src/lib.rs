@@ -35,6 +35,7 @@ mod midged;
 mod mosquitto;
 pub mod paho;
 mod peers;
+pub mod pki;
 mod port;
 mod process;
 mod proxy;

@@ -1,7 +1,15 @@
-//! Test certificates made with rcgen at test time, written as PEM files to a
+//! Test certificates (the TLS tests of midge-server, midge-client and
+//! midged share them), made with rcgen at test time, written as PEM files to a
 //! temporary folder: two CAs, a server certificate for localhost and
 //! 127.0.0.1, an expired one, client certificates from either CA.
-#![allow(dead_code)]
+
+// Test support: a certificate that cannot be made fails the test at once.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -14,12 +22,16 @@ use rcgen::{
     ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
 };
 
+/// A certificate authority: its self-signed certificate and key.
 pub struct Ca {
+    /// The CA certificate.
     pub cert: Certificate,
+    /// Its key.
     pub key: KeyPair,
 }
 
 impl Ca {
+    /// A new CA named `name`.
     pub fn new(name: &str) -> Self {
         let key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -60,12 +72,24 @@ impl Ca {
 
 /// A folder of PEM files.
 pub struct Pki {
+    /// Where the PEM files are (removed on drop).
     pub dir: tempfile::TempDir,
+    /// The CA that signs `server.pem` and `client.pem`.
     pub ca: Ca,
+    /// A CA nobody trusts; it signs the `other-*` files.
     pub other_ca: Ca,
 }
 
+impl Default for Pki {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Pki {
+    /// Makes both CAs and every file: `ca.pem`, `other-ca.pem`,
+    /// `server.pem`/`.key` (localhost and 127.0.0.1), `other-server.*`,
+    /// `expired-server.*`, `client.*` and the other client files.
     pub fn new() -> Self {
         let pki = Self {
             dir: tempfile::tempdir().unwrap(),
@@ -95,16 +119,21 @@ impl Pki {
         pki
     }
 
+    /// The path of file `name` in the folder.
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 
+    /// Writes `pem` as file `name`.
     pub fn write(&self, name: &str, pem: &str) {
         std::fs::write(self.path(name), pem).unwrap();
     }
 
     /// A rustls client trusting `ca_file`, presenting `client` (a name
     /// prefix: `client` for client.pem/client.key) if given.
+    /// A rustls client configuration trusting `ca_file`, presenting the
+    /// client certificate `client` (`client` names `client.pem` and
+    /// `client.key` without extension) if given.
     pub fn client_config(&self, ca_file: &str, client: Option<&str>) -> Arc<ClientConfig> {
         let mut roots = RootCertStore::empty();
         for cert in CertificateDer::pem_file_iter(self.path(ca_file)).unwrap() {
@@ -130,6 +159,7 @@ impl Pki {
     }
 }
 
+/// The server name the server certificates are issued for.
 pub fn localhost() -> ServerName<'static> {
     ServerName::try_from("localhost").unwrap()
 }
