@@ -579,7 +579,7 @@ fn render(brokers: &[&str], scenarios: &[Scenario], table: &[Vec<Sample>], secon
             );
             let _ = writeln!(
                 out,
-                "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+                "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
             );
             let base = row
                 .first()
