@@ -1,10 +1,13 @@
 //! Command-line flags, modelled on mosquitto_pub and mosquitto_sub so that
 //! scripts and fingers carry over.
 
+use std::io::Read;
 use std::path::PathBuf;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
 use midge_codec::QoS;
+
+use crate::exit::{Exit, Failure};
 
 /// The text after every --help: what scripts can rely on.
 const EXIT_CODES: &str = "\
@@ -186,20 +189,10 @@ pub(crate) struct ConnArgs {
     pub(crate) will_retain: bool,
 }
 
-/// `midge pub`.
+/// Where a message comes from: `pub` and `sn pub` share these flags (the
+/// command's `source` group makes exactly one of them required).
 #[derive(Debug, Clone, Args)]
-#[command(group(clap::ArgGroup::new("source").required(true).args(["message", "file", "lines", "null", "stdin"])))]
-pub(crate) struct PubArgs {
-    /// Topic to publish to.
-    #[arg(
-        short = 't',
-        long = "topic",
-        value_name = "TOPIC",
-        required_unless_present = "url",
-        conflicts_with = "url"
-    )]
-    pub(crate) topic: Option<String>,
-
+pub(crate) struct MessageArgs {
     /// The message.
     #[arg(short = 'm', long = "message", value_name = "MESSAGE")]
     pub(crate) message: Option<String>,
@@ -219,6 +212,50 @@ pub(crate) struct PubArgs {
     /// Send an empty message (with -r, clears the retained message).
     #[arg(short = 'n', long = "null-message")]
     pub(crate) null: bool,
+}
+
+impl MessageArgs {
+    /// The one message of `-m`, `-f`, `-n` or `-s`, read now (so a missing
+    /// file fails before any connection); `None` for `-l`, whose lines the
+    /// command reads itself.
+    pub(crate) fn single(&self) -> Result<Option<Vec<u8>>, Failure> {
+        if let Some(message) = &self.message {
+            Ok(Some(message.clone().into_bytes()))
+        } else if let Some(path) = &self.file {
+            std::fs::read(path).map(Some).map_err(|e| {
+                Failure::new(Exit::Other, format!("cannot read {}: {e}", path.display()))
+            })
+        } else if self.null {
+            Ok(Some(Vec::new()))
+        } else if self.stdin {
+            let mut all = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut all)
+                .map_err(|e| Failure::new(Exit::Other, format!("cannot read stdin: {e}")))?;
+            Ok(Some(all))
+        } else {
+            Ok(None)
+        }
+    }
+}
+
+/// `midge pub`.
+#[derive(Debug, Clone, Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["message", "file", "lines", "null", "stdin"])))]
+pub(crate) struct PubArgs {
+    /// Topic to publish to.
+    #[arg(
+        short = 't',
+        long = "topic",
+        value_name = "TOPIC",
+        required_unless_present = "url",
+        conflicts_with = "url"
+    )]
+    pub(crate) topic: Option<String>,
+
+    /// Where the message comes from.
+    #[command(flatten)]
+    pub(crate) body: MessageArgs,
 
     /// Ask the broker to retain the message.
     #[arg(short = 'r', long = "retain")]
@@ -301,7 +338,7 @@ mod tests {
         assert_eq!(p.conn.keep_alive, 60);
         assert!(!p.conn.persistent && !p.retain && !p.conn.debug);
         assert_eq!(p.topic.as_deref(), Some("a/b"));
-        assert_eq!(p.message.as_deref(), Some("hi"));
+        assert_eq!(p.body.message.as_deref(), Some("hi"));
     }
 
     #[test]
@@ -357,10 +394,10 @@ mod tests {
         assert_eq!(p.conn.password.as_deref(), Some("pw"));
         assert_eq!(p.conn.will_qos, QoS::AtLeastOnce);
         assert_eq!(p.conn.timeout, Some(3));
-        assert_eq!(p.file, Some(PathBuf::from("payload.bin")));
-        assert!(pub_args(&["-t", "t", "-l"]).unwrap().lines);
-        assert!(pub_args(&["-t", "t", "-s"]).unwrap().stdin);
-        assert!(pub_args(&["-t", "t", "-n"]).unwrap().null);
+        assert_eq!(p.body.file, Some(PathBuf::from("payload.bin")));
+        assert!(pub_args(&["-t", "t", "-l"]).unwrap().body.lines);
+        assert!(pub_args(&["-t", "t", "-s"]).unwrap().body.stdin);
+        assert!(pub_args(&["-t", "t", "-n"]).unwrap().body.null);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use midge_client::{
 use midge_codec::{LastWill, Topic};
 use midge_session::ClientConfig;
 use midge_tokio::{BrokerUrl, Scheme, TokioRuntime};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::time::Instant;
 
 use crate::cli::{ConnArgs, PubArgs, SubArgs};
@@ -191,25 +191,7 @@ pub(crate) async fn publish(args: PubArgs) -> Result<(), Failure> {
     })?;
     // Read a single message before connecting, so a missing file costs no
     // connection.
-    let single: Option<Bytes> = if let Some(m) = &args.message {
-        Some(Bytes::from(m.clone()))
-    } else if let Some(path) = &args.file {
-        let data = std::fs::read(path).map_err(|e| {
-            Failure::new(Exit::Other, format!("cannot read {}: {e}", path.display()))
-        })?;
-        Some(Bytes::from(data))
-    } else if args.null {
-        Some(Bytes::new())
-    } else if args.stdin {
-        let mut data = Vec::new();
-        tokio::io::stdin()
-            .read_to_end(&mut data)
-            .await
-            .map_err(|e| Failure::new(Exit::Other, format!("cannot read stdin: {e}")))?;
-        Some(Bytes::from(data))
-    } else {
-        None
-    };
+    let single: Option<Bytes> = args.body.single()?.map(Bytes::from);
     let options = connect_options(&args.conn, url, "midge-pub-")?;
     let mut slot = None;
     let result = within(deadline, async {

@@ -3,7 +3,6 @@
 //! (`midge_client::sn`). Exit codes are those of `midge pub|sub`.
 
 use std::io::{Read, Write};
-use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{ArgAction, Args, Subcommand};
@@ -14,6 +13,7 @@ use midge_client::sn::{
 use midge_client::Runtime;
 use midge_tokio::{SnClient, TokioRuntime};
 
+use crate::cli::MessageArgs;
 use crate::exit::{Exit, Failure};
 
 /// `midge sn`: MQTT-SN over UDP, to `midged`'s gateway or `midge gateway`.
@@ -156,25 +156,9 @@ pub(crate) struct SnPubArgs {
     #[arg(short = 'q', long = "qos", value_name = "QOS", default_value = "0", value_parser = parse_publish_qos, allow_hyphen_values = true)]
     pub(crate) qos: PublishQoS,
 
-    /// The message.
-    #[arg(short = 'm', long = "message", value_name = "MESSAGE")]
-    pub(crate) message: Option<String>,
-
-    /// Send the contents of a file as the message.
-    #[arg(short = 'f', long = "file", value_name = "FILE")]
-    pub(crate) file: Option<PathBuf>,
-
-    /// Send each line of stdin as a message (without its newline).
-    #[arg(short = 'l', long = "stdin-line")]
-    pub(crate) lines: bool,
-
-    /// Send all of stdin as one message.
-    #[arg(short = 's', long = "stdin-file")]
-    pub(crate) stdin: bool,
-
-    /// Send an empty message.
-    #[arg(short = 'n', long = "null-message")]
-    pub(crate) null: bool,
+    /// Where the message comes from.
+    #[command(flatten)]
+    pub(crate) body: MessageArgs,
 
     /// Ask for the message to be retained.
     #[arg(short = 'r', long = "retain")]
@@ -339,31 +323,19 @@ pub(crate) async fn run(args: SnArgs) -> Result<(), Failure> {
 
 /// The messages `pub` sends.
 fn payloads(args: &SnPubArgs) -> Result<Vec<Vec<u8>>, Failure> {
-    let read_stdin = || {
-        let mut all = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut all)
-            .map(|_| all)
-            .map_err(|e| Failure::new(Exit::Other, format!("cannot read stdin: {e}")))
-    };
-    if let Some(message) = &args.message {
-        Ok(vec![message.clone().into_bytes()])
-    } else if let Some(path) = &args.file {
-        std::fs::read(path)
-            .map(|data| vec![data])
-            .map_err(|e| Failure::new(Exit::Other, format!("cannot read {}: {e}", path.display())))
-    } else if args.stdin {
-        Ok(vec![read_stdin()?])
-    } else if args.lines {
-        let all = read_stdin()?;
-        Ok(all
-            .split(|b| *b == b'\n')
-            .map(|line| line.strip_suffix(b"\r").unwrap_or(line).to_vec())
-            .filter(|line| !line.is_empty())
-            .collect())
-    } else {
-        Ok(vec![Vec::new()])
+    if let Some(single) = args.body.single()? {
+        return Ok(vec![single]);
     }
+    // -l: every line of stdin, read at once.
+    let mut all = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut all)
+        .map_err(|e| Failure::new(Exit::Other, format!("cannot read stdin: {e}")))?;
+    Ok(all
+        .split(|b| *b == b'\n')
+        .map(|line| line.strip_suffix(b"\r").unwrap_or(line).to_vec())
+        .filter(|line| !line.is_empty())
+        .collect())
 }
 
 async fn publish(rt: &TokioRuntime, args: SnPubArgs) -> Result<(), Failure> {
